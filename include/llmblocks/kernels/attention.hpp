@@ -81,14 +81,6 @@
 #include "llmblocks/core/threading.hpp"
 #include "llmblocks/kernels/simd.hpp"
 
-// GCC 12 warns "'__Y' may be used uninitialized" inside its own AVX-512
-// intrinsics (_mm512_undefined_*) when xsimd's exp, max and hadd inline into
-// these kernels: a false positive (GCC bug 105593, fixed in GCC 13).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 namespace llmblocks::kernels {
 
 // Which keys a query sees (key padding comes on top, in AttentionConfig).
@@ -471,13 +463,25 @@ constexpr index_t kRowsPerTile = 64;  // query rows (all heads of a group) per t
 // Query positions per tile so that a tile holds about kRowsPerTile rows.
 inline index_t queries_per_tile(index_t G) { return std::max<index_t>(1, kRowsPerTile / G); }
 
+// Below this many multiply-adds a call stays on the calling thread: starting
+// a thread team costs more than it saves (small gradchecks, tiny decode steps).
+inline constexpr double kMinParallelWork = 1 << 18;
+
+// Multiply-adds of the score and value products if every key were visible: an
+// upper bound used only to decide whether threads pay.
+inline double attention_work(const AttentionConfig& c) {
+    return 2.0 * static_cast<double>(c.batch) * static_cast<double>(c.n_heads) * static_cast<double>(c.q_len) *
+           static_cast<double>(c.kv_len) * static_cast<double>(c.head_dim);
+}
+
 // Runs fn(task) for task in [0, n) on all threads, each thread taking the
 // next task when it finishes one (causal tiles differ in cost). fn receives
 // its thread's scratch, made by make_scratch() once the thread has a task.
+// `work` (multiply-adds) below kMinParallelWork keeps it on one thread.
 template <class MakeScratch, class Fn>
-void run_tasks(index_t n, MakeScratch&& make_scratch, Fn&& fn) {
+void run_tasks(index_t n, double work, MakeScratch&& make_scratch, Fn&& fn) {
     if (n <= 0) return;
-    const index_t threads = std::min<index_t>(get_num_threads(), n);
+    const index_t threads = work < kMinParallelWork ? 1 : std::min<index_t>(get_num_threads(), n);
     std::atomic<index_t> next{0};
     parallel_for(0, threads, 1, [&](index_t, index_t) {
         index_t task = next.fetch_add(1);
@@ -577,7 +581,7 @@ void forward_impl(const HeadsView<T>& out, T* lse, const HeadsView<const T>& q, 
     // Task order: last query tiles first (under a causal mask they are the
     // most expensive), then batch, KV head, split.
     const index_t n_tasks = base_tasks * splits;
-    run_tasks(n_tasks, make_scratch, [&](index_t task, ForwardScratch<T>& s) {
+    run_tasks(n_tasks, attention_work(c), make_scratch, [&](index_t task, ForwardScratch<T>& s) {
         const index_t split = task % splits;
         index_t rest = task / splits;
         const index_t kvh = rest % Hkv;
@@ -871,7 +875,7 @@ void attention_backward(HeadsView<T> dq,                          // (B, Hq, Tq,
 
     // Pass A: dK, dV, dbias; a task owns (KV head, key tile) for every batch element.
     if (dk.data || dv.data || dbias.data) {
-        run_tasks(Hkv * n_ktiles, make_scratch, [&](index_t task, BackwardScratch<T>& s) {
+        run_tasks(Hkv * n_ktiles, attention_work(c), make_scratch, [&](index_t task, BackwardScratch<T>& s) {
             const index_t kvh = task / n_ktiles;
             const index_t j0 = (task % n_ktiles) * kKeyTile;
             const index_t nk = std::min(kKeyTile, Tk - j0);
@@ -922,7 +926,7 @@ void attention_backward(HeadsView<T> dq,                          // (B, Hq, Tq,
 
     // Pass B: dQ; a task owns (batch, KV head, query tile).
     if (dq.data) {
-        run_tasks(Bn * Hkv * n_qtiles, make_scratch, [&](index_t task, BackwardScratch<T>& s) {
+        run_tasks(Bn * Hkv * n_qtiles, attention_work(c), make_scratch, [&](index_t task, BackwardScratch<T>& s) {
             const index_t kvh = task % Hkv;
             const index_t b = (task / Hkv) % Bn;
             const index_t qt = n_qtiles - 1 - task / (Hkv * Bn);
@@ -1107,7 +1111,3 @@ void attention_backward_reference(HeadsView<T> dq,                         // (B
 }
 
 }  // namespace llmblocks::kernels
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif

@@ -153,13 +153,6 @@ void rope_check(const char* op, const T* out, const T* inp, const RopeCache<T>& 
     LLMBLOCKS_CHECK(out != nullptr && inp != nullptr, op, ": null data pointer for x ", Shape{B, H, seq_len, head_dim});
 }
 
-// GCC 12 warns -Wmaybe-uninitialized inside its own AVX-512 intrinsics (_mm512_permutexvar_ps
-// starts from _mm512_undefined_ps, a deliberate self-initialised register) wherever xsimd's
-// swizzle is inlined; the warning is a false positive.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 
 // Rotate-half row, pairs (i, i + half): the cos/sin of W consecutive pairs are W contiguous
 // lanes, so the row vectorises directly. Backward = false: dst = R src (dst may be src: each
@@ -250,10 +243,6 @@ void rope_interleaved_row(T* dst, const T* src, const T* cos, const T* sin, inde
         }
     }
 }
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 // dst += src over n elements.
 template <class T>

@@ -10,7 +10,20 @@
 #include <cstddef>
 #include <cstdint>
 
+// GCC 12 reports "'__Y' may be used uninitialized" inside its own AVX-512
+// intrinsics (_mm512_undefined_*) once xsimd's exp or erf inline into a
+// kernel: a false positive fixed in GCC 13 (GCC bug 105593). The warning is
+// located in the intrinsics headers, so silencing it around this include
+// silences it for every kernel without hiding warnings in our own code.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <xsimd/xsimd.hpp>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace llmblocks::simd {
 
