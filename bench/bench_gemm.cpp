@@ -1,0 +1,194 @@
+// bench/bench_gemm.cpp — llmblocks::kernels::gemm against OpenBLAS (cblas_sgemm,
+// and cblas_sgemv for one-row shapes), oneDNN (dnnl_sgemm) and Eigen, float,
+// 2 threads each, on the GPT-2 small (d = 768) shapes of issue 2:
+//   M x K x N = 256x768x2304 (QKV), 256x768x768 (attention out), 256x768x3072
+//   (MLP up), 256x3072x768 (MLP down), 1024x768x3072, 256x768x50257 (LM head)
+//   and the decoding shapes 1x768x2304, 1x768x50257,
+// each as x·W (NN: B is K x N) and x·Wᵀ (NT: B is N x K, PyTorch's layout).
+// Environment: GEMM_BENCH_THREADS (default 2; with 1, GFLOPS come from the
+// calling thread's CPU time instead of the wall clock). OpenBLAS 0.3.21 does not know
+// recent Xeons and falls back to its Prescott (SSE3) kernels; run with
+// OPENBLAS_CORETYPE=SkylakeX to compare against its AVX-512 kernels.
+// Names: gemm/<impl>/<M>x<K>x<N>/<NN|NT>; the GFLOPS counter is 2*M*N*K per
+// iteration. bench/gemm_ratios.py turns the JSON output into ratios.
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+#include <dnnl.h>
+
+#include <Eigen/Core>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "llmblocks/core/memory.hpp"
+#include "llmblocks/core/random.hpp"
+#include "llmblocks/core/threading.hpp"
+#include "llmblocks/kernels/gemm.hpp"
+
+extern "C" void openblas_set_num_threads(int num_threads);
+
+namespace {
+
+using llmblocks::index_t;
+
+// Threads for every implementation: 2 (issue 2), or GEMM_BENCH_THREADS.
+int threads() {
+    static const int n = [] {
+        const char* env = std::getenv("GEMM_BENCH_THREADS");
+        return env && std::atoi(env) > 0 ? std::atoi(env) : 2;
+    }();
+    return n;
+}
+
+struct Problem {
+    index_t M, K, N;
+    bool trans_b;
+    llmblocks::AlignedBuffer<float> a, b, c;
+
+    Problem(index_t m, index_t k, index_t n, bool tb) : M(m), K(k), N(n), trans_b(tb), a(m * k), b(k * n), c(m * n) {
+        llmblocks::Rng rng(42);
+        for (index_t i = 0; i < m * k; ++i) a.data()[i] = static_cast<float>(rng.uniform() - 0.5);
+        for (index_t i = 0; i < k * n; ++i) b.data()[i] = static_cast<float>(rng.uniform() - 0.5);
+        for (index_t i = 0; i < m * n; ++i) c.data()[i] = 0.0f;
+    }
+    index_t ldb() const { return trans_b ? K : N; }
+};
+
+// The operands of the current shape, kept while the benchmarks of that shape
+// run (the LM head's B alone is 154 MB and takes a while to fill).
+Problem& problem(index_t M, index_t K, index_t N, bool trans_b) {
+    static std::unique_ptr<Problem> current;
+    if (!current || current->M != M || current->K != K || current->N != N || current->trans_b != trans_b) {
+        current.reset();
+        current = std::make_unique<Problem>(M, K, N, trans_b);
+    }
+    return *current;
+}
+
+void set_counters(benchmark::State& state, const Problem& p) {
+    state.counters["GFLOPS"] = benchmark::Counter(2e-9 * static_cast<double>(p.M * p.N * p.K),
+                                                  benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void run_llmblocks(benchmark::State& state, index_t M, index_t K, index_t N, bool tb) {
+    llmblocks::set_num_threads(threads());
+    Problem& p = problem(M, K, N, tb);
+    for (auto _ : state) {
+        llmblocks::kernels::gemm<float>(false, tb, M, N, K, 1.0f, p.a.data(), K, p.b.data(), p.ldb(), 0.0f,
+                                        p.c.data(), N);
+        benchmark::ClobberMemory();
+    }
+    state.SetLabel(llmblocks::simd::arch_name());
+    set_counters(state, p);
+}
+
+void run_openblas(benchmark::State& state, index_t M, index_t K, index_t N, bool tb) {
+    openblas_set_num_threads(threads());
+    Problem& p = problem(M, K, N, tb);
+    for (auto _ : state) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(M),
+                    static_cast<int>(N), static_cast<int>(K), 1.0f, p.a.data(), static_cast<int>(K), p.b.data(),
+                    static_cast<int>(p.ldb()), 0.0f, p.c.data(), static_cast<int>(N));
+        benchmark::ClobberMemory();
+    }
+    set_counters(state, p);
+}
+
+// One row: y = x·W is W (K x N)ᵀ x, y = x·Wᵀ is W (N x K) x.
+void run_openblas_gemv(benchmark::State& state, index_t M, index_t K, index_t N, bool tb) {
+    openblas_set_num_threads(threads());
+    Problem& p = problem(M, K, N, tb);
+    for (auto _ : state) {
+        if (tb) {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(N), static_cast<int>(K), 1.0f, p.b.data(),
+                        static_cast<int>(K), p.a.data(), 1, 0.0f, p.c.data(), 1);
+        } else {
+            cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(K), static_cast<int>(N), 1.0f, p.b.data(),
+                        static_cast<int>(N), p.a.data(), 1, 0.0f, p.c.data(), 1);
+        }
+        benchmark::ClobberMemory();
+    }
+    set_counters(state, p);
+}
+
+void run_onednn(benchmark::State& state, index_t M, index_t K, index_t N, bool tb) {
+#if defined(_OPENMP)
+    omp_set_num_threads(threads());
+#endif
+    Problem& p = problem(M, K, N, tb);
+    for (auto _ : state) {
+        const dnnl_status_t status = dnnl_sgemm('N', tb ? 'T' : 'N', M, N, K, 1.0f, p.a.data(), K, p.b.data(),
+                                                p.ldb(), 0.0f, p.c.data(), N);
+        if (status != dnnl_success) {
+            state.SkipWithError("dnnl_sgemm failed");
+            break;
+        }
+        benchmark::ClobberMemory();
+    }
+    set_counters(state, p);
+}
+
+void run_eigen(benchmark::State& state, index_t M, index_t K, index_t N, bool tb) {
+    Eigen::setNbThreads(threads());
+    Problem& p = problem(M, K, N, tb);
+    using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    Eigen::Map<const RowMatrix> a(p.a.data(), M, K);
+    Eigen::Map<RowMatrix> c(p.c.data(), M, N);
+    for (auto _ : state) {
+        if (tb) {
+            c.noalias() = a * Eigen::Map<const RowMatrix>(p.b.data(), N, K).transpose();
+        } else {
+            c.noalias() = a * Eigen::Map<const RowMatrix>(p.b.data(), K, N);
+        }
+        benchmark::ClobberMemory();
+    }
+    set_counters(state, p);
+}
+
+struct ShapeMKN {
+    index_t M, K, N;
+};
+
+const ShapeMKN kShapes[] = {{256, 768, 2304}, {256, 768, 768},   {256, 768, 3072}, {256, 3072, 768},
+                            {1024, 768, 3072}, {256, 768, 50257}, {1, 768, 2304},   {1, 768, 50257}};
+
+int register_all() {
+    using Fn = void (*)(benchmark::State&, index_t, index_t, index_t, bool);
+    struct Impl {
+        const char* name;
+        Fn fn;
+        bool one_row_only;
+    };
+    const Impl impls[] = {{"llmblocks", run_llmblocks, false},
+                          {"openblas", run_openblas, false},
+                          {"openblas_gemv", run_openblas_gemv, true},
+                          {"onednn", run_onednn, false},
+                          {"eigen", run_eigen, false}};
+    for (const ShapeMKN& s : kShapes) {
+        for (bool tb : {false, true}) {
+            for (const Impl& impl : impls) {
+                if (impl.one_row_only && s.M != 1) continue;
+                const std::string name = std::string("gemm/") + impl.name + "/" + std::to_string(s.M) + "x" +
+                                         std::to_string(s.K) + "x" + std::to_string(s.N) + (tb ? "/NT" : "/NN");
+                auto* b = benchmark::RegisterBenchmark(name.c_str(), impl.fn, s.M, s.K, s.N, tb);
+                b->Unit(benchmark::kMillisecond);
+                // Threaded runs are timed by the wall clock; a one-thread run by
+                // the CPU time of the calling thread (which then does all the
+                // work), which holds up better on a shared, loaded machine.
+                if (threads() > 1) b->UseRealTime();
+            }
+        }
+    }
+    return 0;
+}
+
+const int registered = register_all();
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,366 @@
+// llmblocks/kernels/gemm_microkernel.hpp — the inner machinery of the blocked
+// GEMM in gemm.hpp: operand packing, the register-blocked micro-kernel and the
+// cache-blocked loop nest for one thread. Every linear layer, attention
+// product and LM head of GPT-2/GPT-3/PaLM/T5 ends up here.
+//
+// The design is the one of Goto & van de Geijn, "Anatomy of High-Performance
+// Matrix Multiplication" (2008), as refined by BLIS (Van Zee & van de Geijn,
+// 2015): C += op(A) op(B) is cut into KC-deep rank-KC updates; op(A) is packed
+// into MR-tall row panels and op(B) into NR-wide column panels, so that the
+// micro-kernel reads both with unit stride from cache. The micro-kernel keeps
+// an MR x NR tile of C in MR * NV registers (NR = NV * simd::width<T>) and
+// performs, for each k, MR broadcasts of A, NV vector loads of B and MR * NV
+// fused multiply-adds. alpha and beta are applied once, when the tile is
+// written back. The loop order (gemm_blocked) differs from BLIS's; see there.
+//
+// Everything is generic over simd::batch<T>: the tile shape is chosen from the
+// register width at compile time (AVX-512: 32 registers, AVX2/SSE2: 16).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "llmblocks/core/error.hpp"
+#include "llmblocks/core/memory.hpp"
+#include "llmblocks/kernels/simd.hpp"
+
+namespace llmblocks::kernels::gemm_detail {
+
+// Cache blocks: KC (depth of one micro-kernel call), MC (rows of op(A) packed
+// together).
+struct Blocking {
+    index_t kc;
+    index_t mc;
+};
+
+// Largest packed A block: 1 MiB, half of this CPU's L2, so that the A panels
+// re-read for every B panel stay in L2.
+template <class T>
+inline constexpr index_t kMaxPackedA = (index_t(1) << 20) / static_cast<index_t>(sizeof(T));
+
+// Columns of B packed together, about (one long read per row of B when it is
+// not transposed), and how many rows ahead that packing prefetches.
+inline constexpr index_t kPanelGroupColumns = 192;
+inline constexpr index_t kPrefetchRows = 8;
+// The micro-kernel prefetches the packed B panel this many k steps ahead
+// (measured: 4 or 8 steps gain ~8% over none; the panel streams from L2).
+inline constexpr index_t kPrefetchK = 8;
+
+template <class T>
+struct TileShape {
+    static constexpr index_t register_bytes = simd::width<T> * static_cast<index_t>(sizeof(T));
+    // 32 vector registers with AVX-512: a 6 x 4-vector tile uses 24 accumulators,
+    // 4 for B and 1 broadcast (10 loads per 24 FMAs). Measured against 8 x 3,
+    // 12 x 2 and 14 x 2 in interleaved runs: 6 x 4 was 2-3% ahead, the others
+    // within noise of each other. 16 registers (AVX2, SSE2): 6 x 2 = 12
+    // accumulators (4 x 2 without FMA, which needs a temporary).
+    static constexpr int mr = register_bytes >= 64 ? 6 : (register_bytes >= 32 ? 6 : 4);
+    static constexpr int nv = register_bytes >= 64 ? 4 : 2;
+};
+
+// Cache blocks measured on a Xeon with AVX-512 (48 KiB L1d, 2 MiB L2 per core),
+// single-threaded, interleaved runs over the issue-2 shapes: KC = 768 floats
+// (a whole GPT-2 d_model; the 768 x 64 B panel sits in L2, the 6 x 768 A panel
+// in L1) and MC = 256 rows (the 256 x 768 packed A block in L2) were best;
+// KC 512..1024 and MC 256..512 were within noise (+-2%), MC = 128 lost 8%.
+template <class T>
+inline Blocking default_blocking() {
+    constexpr index_t bytes = static_cast<index_t>(sizeof(T));
+    return Blocking{768 * 4 / bytes, 256};
+}
+
+// Calls f(std::integral_constant<int, I>{}) for I = 0 .. N-1, unrolled.
+template <int N, class F>
+inline void static_for(F&& f) {
+    [&]<int... I>(std::integer_sequence<int, I...>) {
+        (f(std::integral_constant<int, I>{}), ...);
+    }(std::make_integer_sequence<int, N>{});
+}
+
+// Splits n into parts of at most `block` (rounded up to a multiple of `unit`),
+// all about equal: 768 with block 320 becomes 3 x 256 rather than 320+320+128.
+inline index_t balanced_block(index_t n, index_t block, index_t unit) {
+    if (n <= block) return n;
+    const index_t parts = (n + block - 1) / block;
+    const index_t size = (n + parts - 1) / parts;
+    return (size + unit - 1) / unit * unit;
+}
+
+// Scratch of the calling thread, grown on demand and kept for the next call.
+// slot 0: packed A, slot 1: packed B, slot 2: GEMV vectors.
+template <class T>
+inline T* scratch(int slot, index_t n) {
+    thread_local AlignedBuffer<T> buffers[3];
+    if (buffers[slot].size() < n) buffers[slot] = AlignedBuffer<T>(n);
+    return buffers[slot].data();
+}
+
+// Transposes a W x W block (W = simd::width<T>): dst[c * ldd + r] = src[r * lds + c].
+// Packing a transposed operand is the one place where GEMM needs a transpose;
+// done element by element it would cost a quarter of an NT product's time.
+// With GCC's generic vector extension the block goes through log2(W) rounds of
+// full-width interleaves ("perfect shuffle": row 2i <- zip_lo(row i, row i + W/2),
+// row 2i+1 <- zip_hi(...)), which transpose any power-of-two width; xsimd 8
+// offers no width-independent interleave (its zip_lo works within 128-bit lanes).
+// Other compilers take the scalar loop.
+template <class T>
+inline void transpose_block(const T* src, index_t lds, T* dst, index_t ldd) {
+    constexpr int W = static_cast<int>(simd::width<T>);
+#if defined(__GNUC__) && !defined(__clang__)
+    if constexpr (W >= 2) {
+        using I = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+        typedef T V __attribute__((vector_size(W * sizeof(T))));
+        typedef I Mask __attribute__((vector_size(W * sizeof(T))));
+        V row[W], next[W];
+        for (int i = 0; i < W; ++i) std::memcpy(&row[i], src + i * lds, sizeof(V));
+        Mask lo, hi;
+        for (int i = 0; i < W / 2; ++i) {
+            lo[2 * i] = i;
+            lo[2 * i + 1] = i + W;
+            hi[2 * i] = i + W / 2;
+            hi[2 * i + 1] = i + W / 2 + W;
+        }
+        for (int round = 1; round < W; round *= 2) {
+            for (int i = 0; i < W / 2; ++i) {
+                next[2 * i] = __builtin_shuffle(row[i], row[i + W / 2], lo);
+                next[2 * i + 1] = __builtin_shuffle(row[i], row[i + W / 2], hi);
+            }
+            for (int i = 0; i < W; ++i) row[i] = next[i];
+        }
+        for (int i = 0; i < W; ++i) std::memcpy(dst + i * ldd, &row[i], sizeof(V));
+        return;
+    }
+#endif
+    for (int r = 0; r < W; ++r) {
+        for (int c = 0; c < W; ++c) dst[c * ldd + r] = src[r * lds + c];
+    }
+}
+
+// Packs op(A)[0:mc, 0:kc] into ceil(mc / MR) panels of kc * MR values: panel p
+// holds op(A)[p*MR + r, k] at k*MR + r. Rows past mc are zero.
+// op(A)[i, k] is A[i*lda + k], or A[k*lda + i] when trans_a.
+template <class T, int MR>
+inline void pack_a(bool trans_a, index_t mc, index_t kc, const T* A, index_t lda, T* dst) {
+    constexpr index_t W = simd::width<T>;
+    index_t i0 = 0;
+    if (!trans_a && W % MR == 0) {
+        // W rows (W / MR panels) at a time, W columns per block transpose.
+        constexpr index_t G = W / MR;
+        alignas(64) T block[W * W];
+        for (; i0 + W <= mc; i0 += W, dst += G * kc * MR) {
+            index_t k0 = 0;
+            for (; k0 + W <= kc; k0 += W) {
+                transpose_block(A + i0 * lda + k0, lda, block, W);
+                for (index_t kk = 0; kk < W; ++kk) {
+                    for (index_t g = 0; g < G; ++g) {
+                        std::memcpy(dst + g * kc * MR + (k0 + kk) * MR, block + kk * W + g * MR, MR * sizeof(T));
+                    }
+                }
+            }
+            for (; k0 < kc; ++k0) {
+                for (index_t g = 0; g < G; ++g) {
+                    for (index_t r = 0; r < MR; ++r) dst[g * kc * MR + k0 * MR + r] = A[(i0 + g * MR + r) * lda + k0];
+                }
+            }
+        }
+    }
+    for (; i0 < mc; i0 += MR, dst += kc * MR) {
+        const index_t rows = std::min<index_t>(MR, mc - i0);
+        if (!trans_a && rows == MR) {
+            const T* src[MR];
+            for (int r = 0; r < MR; ++r) src[r] = A + (i0 + r) * lda;
+            for (index_t k = 0; k < kc; ++k) {
+#pragma GCC unroll 16
+                for (int r = 0; r < MR; ++r) dst[k * MR + r] = src[r][k];
+            }
+        } else if (!trans_a) {
+            for (index_t k = 0; k < kc; ++k) {
+                for (index_t r = 0; r < MR; ++r) dst[k * MR + r] = r < rows ? A[(i0 + r) * lda + k] : T(0);
+            }
+        } else {
+            for (index_t k = 0; k < kc; ++k) {
+                const T* src = A + k * lda + i0;
+                for (index_t r = 0; r < MR; ++r) dst[k * MR + r] = r < rows ? src[r] : T(0);
+            }
+        }
+    }
+}
+
+// Packs op(B)[0:kc, 0:nc] into ceil(nc / NR) panels of kc * NR values: panel q
+// holds op(B)[k, q*NR + j] at k*NR + j. Columns past nc are zero.
+// op(B)[k, j] is B[k*ldb + j], or B[j*ldb + k] when trans_b.
+template <class T, int NV>
+inline void pack_b(bool trans_b, index_t kc, index_t nc, const T* B, index_t ldb, T* dst) {
+    constexpr index_t W = simd::width<T>;
+    constexpr index_t NR = NV * W;
+    if (!trans_b) {
+        // Row k of op(B) is contiguous: copy it across all the full panels at
+        // once, so that each row is read as one long run, and prefetch the row
+        // a few k ahead (rows are ldb apart, too far for the hardware prefetcher).
+        const index_t full = nc / NR;
+        for (index_t k = 0; k < kc; ++k) {
+            const T* src = B + k * ldb;
+#if defined(__GNUC__)
+            if (k + kPrefetchRows < kc) {
+                const T* ahead = src + kPrefetchRows * ldb;
+                for (index_t j = 0; j < nc; j += 64 / static_cast<index_t>(sizeof(T))) __builtin_prefetch(ahead + j);
+            }
+#endif
+            for (index_t q = 0; q < full; ++q) {
+                static_for<NV>([&](auto v) {
+                    simd::load(src + q * NR + v * W).store_aligned(dst + q * kc * NR + k * NR + v * W);
+                });
+            }
+            if (full * NR < nc) {
+                T* edge = dst + full * kc * NR + k * NR;
+                const index_t cols = nc - full * NR;
+                for (index_t j = 0; j < NR; ++j) edge[j] = j < cols ? src[full * NR + j] : T(0);
+            }
+        }
+        return;
+    }
+    for (index_t j0 = 0; j0 < nc; j0 += NR, dst += kc * NR) {
+        const index_t cols = std::min<index_t>(NR, nc - j0);
+        if (cols == NR) {
+            // A transpose: row j of B becomes column j of the panel, W x W at a time.
+            index_t k0 = 0;
+            for (; k0 + W <= kc; k0 += W) {
+                for (index_t v = 0; v < NV; ++v) {
+                    transpose_block(B + (j0 + v * W) * ldb + k0, ldb, dst + k0 * NR + v * W, NR);
+                }
+            }
+            for (; k0 < kc; ++k0) {
+                for (index_t j = 0; j < NR; ++j) dst[k0 * NR + j] = B[(j0 + j) * ldb + k0];
+            }
+        } else {
+            // Edge panel: blocks of 16 k keep the touched lines of the panel in L1.
+            for (index_t k0 = 0; k0 < kc; k0 += 16) {
+                const index_t k1 = std::min<index_t>(kc, k0 + 16);
+                for (index_t j = 0; j < cols; ++j) {
+                    const T* src = B + (j0 + j) * ldb;
+                    for (index_t k = k0; k < k1; ++k) dst[k * NR + j] = src[k];
+                }
+                for (index_t j = cols; j < NR; ++j) {
+                    for (index_t k = k0; k < k1; ++k) dst[k * NR + j] = T(0);
+                }
+            }
+        }
+    }
+}
+
+// C[0:R, 0:n] = alpha * a_panel * b_panel + beta * C  (C not read when beta == 0)
+// a: packed A panel (kc x MR, only the first R rows used), b: packed B panel
+// (kc x NR), n <= NR valid columns. R is a template parameter so that an edge
+// tile of R < MR rows costs R / MR of a full one.
+template <class T, int R, int MR, int NV>
+inline void micro_kernel(index_t kc, const T* a, const T* b, T* C, index_t ldc, index_t n, T alpha, T beta) {
+    using Batch = simd::batch<T>;
+    constexpr index_t W = simd::width<T>;
+    constexpr index_t NR = NV * W;
+    Batch acc[R][NV];
+    static_for<R>([&](auto r) { static_for<NV>([&](auto v) { acc[r][v] = Batch(T(0)); }); });
+#if defined(__GNUC__)
+    for (int r = 0; r < R; ++r) {
+        for (index_t j = 0; j < NR; j += 64 / static_cast<index_t>(sizeof(T))) __builtin_prefetch(C + r * ldc + j, 1);
+    }
+#endif
+    for (index_t k = 0; k < kc; ++k, a += MR, b += NR) {
+#if defined(__GNUC__)
+        for (index_t j = 0; j < NR; j += 64 / static_cast<index_t>(sizeof(T))) __builtin_prefetch(b + kPrefetchK * NR + j);
+#endif
+        Batch bv[NV];
+        static_for<NV>([&](auto v) { bv[v] = Batch::load_aligned(b + v * W); });
+        static_for<R>([&](auto r) {
+            const Batch ar(a[r]);
+            static_for<NV>([&](auto v) { acc[r][v] = xsimd::fma(ar, bv[v], acc[r][v]); });
+        });
+    }
+    const Batch va(alpha);
+    if (n == NR) {
+        if (beta == T(0)) {
+            static_for<R>([&](auto r) {
+                static_for<NV>([&](auto v) { simd::store(C + r * ldc + v * W, va * acc[r][v]); });
+            });
+        } else {
+            const Batch vb(beta);
+            static_for<R>([&](auto r) {
+                static_for<NV>([&](auto v) {
+                    T* c = C + r * ldc + v * W;
+                    simd::store(c, xsimd::fma(va, acc[r][v], vb * simd::load(c)));
+                });
+            });
+        }
+        return;
+    }
+    // Edge tile: spill the registers, write back the n valid columns.
+    alignas(64) T tile[R * NR];
+    static_for<R>([&](auto r) { static_for<NV>([&](auto v) { acc[r][v].store_aligned(tile + r * NR + v * W); }); });
+    for (int r = 0; r < R; ++r) {
+        T* c = C + r * ldc;
+        if (beta == T(0)) {
+            for (index_t j = 0; j < n; ++j) c[j] = alpha * tile[r * NR + j];
+        } else {
+            for (index_t j = 0; j < n; ++j) c[j] = alpha * tile[r * NR + j] + beta * c[j];
+        }
+    }
+}
+
+// Dispatches an m-row tile (1 <= m <= MR) to the micro-kernel instantiated for m rows.
+template <class T, int MR, int NV>
+inline void run_tile(index_t m, index_t kc, const T* a, const T* b, T* C, index_t ldc, index_t n, T alpha, T beta) {
+    if (m == MR) {
+        micro_kernel<T, MR, MR, NV>(kc, a, b, C, ldc, n, alpha, beta);
+        return;
+    }
+    static_for<MR - 1>([&](auto r) {
+        if (m == decltype(r)::value + 1) micro_kernel<T, decltype(r)::value + 1, MR, NV>(kc, a, b, C, ldc, n, alpha, beta);
+    });
+}
+
+// One thread's C (M x N) = alpha * op(A) op(B) + beta * C, with M, N, K > 0.
+// Loop nest: MC rows -> KC depth (pack that MC x KC block of A: it stays in
+// L2) -> groups of kPanelGroup * NR columns (pack that KC-deep group of B) ->
+// NR columns -> MR rows -> micro-kernel. Against the textbook BLIS order (pack
+// a KC x NC block of B, then loop over MC blocks of A) the B panels are packed
+// right before use and consumed from L1/L2 by all MC rows, and KC is large
+// (a whole GPT-2 d_model), so for the 256 x 768 x 50257 LM head the wide C is
+// written once, by a single pass, instead of once per KC step and NC block.
+// beta applies at the first KC step only.
+template <class T, int MR, int NV>
+inline void gemm_blocked(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
+                         index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc, Blocking blk) {
+    constexpr index_t NR = NV * simd::width<T>;
+    constexpr index_t kPanelGroup = std::max<index_t>(1, kPanelGroupColumns / NR);
+    const index_t KC = balanced_block(K, blk.kc, 1);
+    // At most blk.mc rows, and a packed A block of at most kMaxPackedA elements.
+    const index_t mc_cap = std::max<index_t>(MR, kMaxPackedA<T> / KC / MR * MR);
+    const index_t MC = balanced_block(M, std::min(blk.mc, mc_cap), MR);
+    T* packed_a = scratch<T>(0, (std::min(MC, M) + MR - 1) / MR * MR * KC);
+    T* packed_b = scratch<T>(1, kPanelGroup * NR * KC);
+    for (index_t ic = 0; ic < M; ic += MC) {
+        const index_t mc = std::min(MC, M - ic);
+        for (index_t pc = 0; pc < K; pc += KC) {
+            const index_t kc = std::min(KC, K - pc);
+            const T beta_k = pc == 0 ? beta : T(1);
+            pack_a<T, MR>(trans_a, mc, kc, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda, packed_a);
+            for (index_t jg = 0; jg < N; jg += kPanelGroup * NR) {
+                const index_t ng = std::min(kPanelGroup * NR, N - jg);
+                pack_b<T, NV>(trans_b, kc, ng, trans_b ? B + jg * ldb + pc : B + pc * ldb + jg, ldb, packed_b);
+                for (index_t jr = 0; jr < ng; jr += NR) {
+                    const index_t n = std::min(NR, ng - jr);
+                    const T* b_panel = packed_b + jr * kc;
+                    for (index_t ir = 0; ir < mc; ir += MR) {
+                        const index_t m = std::min<index_t>(MR, mc - ir);
+                        run_tile<T, MR, NV>(m, kc, packed_a + ir * kc, b_panel, C + (ic + ir) * ldc + jg + jr, ldc, n,
+                                            alpha, beta_k);
+                    }
+                }
+            }
+        }
+    }
+}
+
+}  // namespace llmblocks::kernels::gemm_detail
