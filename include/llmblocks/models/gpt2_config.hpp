@@ -74,9 +74,12 @@ struct GPT2Config {
     // The paper does not give the band width; 256 here (a choice, also GPT-Neo's).
     static GPT2Config gpt3_preset(const std::string& name) {
         struct Size { const char* name; index_t n_layer, n_embd, n_head; };
-        // 13B: the paper's table prints d_model 5140, which 40 heads of 128 cannot give; 5120 is meant.
+        // The paper's Table 2.1 is inconsistent in two rows: 13B prints d_model 5140, which 40 heads
+        // of 128 cannot give (5120 is meant); 1.3B gives 24 heads of 128 at d_model 2048, which
+        // would need 3072: here 16 heads of 128 (GPT-Neo 1.3B's choice; the parameter count does
+        // not depend on the head count).
         static const Size sizes[] = {{"125M", 12, 768, 12},   {"350M", 24, 1024, 16},  {"760M", 24, 1536, 16},
-                                     {"1.3B", 24, 2048, 24},  {"2.7B", 32, 2560, 32},  {"6.7B", 32, 4096, 32},
+                                     {"1.3B", 24, 2048, 16},  {"2.7B", 32, 2560, 32},  {"6.7B", 32, 4096, 32},
                                      {"13B", 40, 5120, 40},   {"175B", 96, 12288, 96}};
         GPT2Config c;
         c.model_type = "gpt3";
