@@ -1,0 +1,4 @@
+// llmblocks/analysis.hpp — parameter and FLOP counts, KV-cache bytes, MFU.
+#pragma once
+
+#include "llmblocks/analysis/counts.hpp"
