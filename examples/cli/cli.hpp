@@ -24,6 +24,7 @@
 #include "cli/args.hpp"
 #include "cli/info.hpp"
 #include "cli/io.hpp"
+#include "cli/model_commands.hpp"
 #include "cli/tokens.hpp"
 #include "llmblocks/core/error.hpp"
 
@@ -39,25 +40,30 @@ struct Subcommand {
 
 // The table of subcommands, in the order the usage lists them.
 inline const std::vector<Subcommand>& subcommands() {
-    static const std::vector<Subcommand> table{
-        {"info", "--model DIR | --config FILE | --arch gpt2|gpt3|palm|t5 --preset NAME [--context N]",
-         "architecture summary, parameter count, FLOPs per token, KV-cache bytes",
-         {{"--model", "DIR", "checkpoint directory: DIR/config.json, and DIR/model.safetensors if present"},
-          {"--config", "FILE", "a config.json file"},
-          {"--arch", "ARCH", "gpt2, gpt3, palm or t5 (with --preset)"},
-          {"--preset", "NAME", "a preset of --arch, e.g. 124M (gpt2), 175B (gpt3), 540B (palm), 11B (t5)"},
-          {"--context", "N", "context length for FLOPs and KV-cache totals (default: the model's)"}},
-         run_info},
-        {"encode", "--model DIR [--special]",
-         "GPT-2 BPE: text on stdin -> ids on stdout (space-separated, one final newline)",
-         {{"--model", "DIR", "directory with vocab.json and merges.txt"},
-          {"--special", "", "map <|endoftext|> in the text to its id (default: plain text)"}},
-         run_encode},
-        {"decode", "--model DIR",
-         "GPT-2 BPE: ids on stdin (whitespace-separated) -> the exact bytes on stdout",
-         {{"--model", "DIR", "directory with vocab.json and merges.txt"}},
-         run_decode},
-    };
+    static const std::vector<Subcommand> table = [] {
+        std::vector<Subcommand> rows{
+            {"info", "--model DIR | --config FILE | --arch gpt2|gpt3|palm|t5 --preset NAME [--context N]",
+             "architecture summary, parameter count, FLOPs per token, KV-cache bytes",
+             {{"--model", "DIR", "checkpoint directory: DIR/config.json, and DIR/model.safetensors if present"},
+              {"--config", "FILE", "a config.json file"},
+              {"--arch", "ARCH", "gpt2, gpt3, palm or t5 (with --preset)"},
+              {"--preset", "NAME", "a preset of --arch, e.g. 124M (gpt2), 175B (gpt3), 540B (palm), 11B (t5)"},
+              {"--context", "N", "context length for FLOPs and KV-cache totals (default: the model's)"}},
+             run_info},
+            {"encode", "--model DIR [--plain]",
+             "GPT-2 BPE: text on stdin -> ids on stdout (space-separated, one final newline)",
+             {{"--model", "DIR", "directory with vocab.json and merges.txt"},
+              {"--plain", "", "encode <|endoftext|> in the text as plain text (default: its id, as Hugging Face)"}},
+             run_encode},
+            {"decode", "--model DIR",
+             "GPT-2 BPE: ids on stdin (whitespace-separated) -> the exact bytes on stdout",
+             {{"--model", "DIR", "directory with vocab.json and merges.txt"}},
+             run_decode},
+        };
+        // init, logits, grad: the commands that load or build a model (cli/model_commands.hpp).
+        for (Subcommand& s : model_subcommands<Subcommand>()) rows.push_back(std::move(s));
+        return rows;
+    }();
     return table;
 }
 

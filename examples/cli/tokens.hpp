@@ -6,8 +6,8 @@
 //   decode  reads ids separated by whitespace (or commas) from stdin and writes
 //           exactly the decoded bytes: no trailing newline, no space clean-up;
 //           no ids write nothing. An id that is not a token fails, naming it.
-// `<|endoftext|>` in the text is plain text (7 tokens) unless --special is given,
-// which maps it to its id as Hugging Face's GPT-2 tokenizer does.
+// `<|endoftext|>` in the text is its id (50256 for GPT-2), as Hugging Face's
+// GPT-2 tokenizer does, unless --plain asks for plain text (7 tokens).
 #pragma once
 
 #include <charconv>
@@ -60,8 +60,10 @@ inline int run_encode(const Args& args, Io& io) {
     const BpeTokenizer tok = BpeTokenizer::from_directory(args.get("--model"));
     const std::string text = read_all(io.in);
     if (io.in.bad()) fail("cannot read stdin");
-    const std::vector<TokenId> ids =
-        args.has("--special") ? tok.encode_with_special(text, {"<|endoftext|>"}) : tok.encode(text);
+    // As Hugging Face's GPT-2 tokenizer: <|endoftext|> in the text is its special id
+    // (when the vocabulary has it), unless --plain asks for plain text.
+    const bool special = !args.has("--plain") && tok.token_to_id("<|endoftext|>").has_value();
+    const std::vector<TokenId> ids = special ? tok.encode_with_special(text, {"<|endoftext|>"}) : tok.encode(text);
     std::string line;
     for (std::size_t i = 0; i < ids.size(); ++i) {
         if (i) line += ' ';

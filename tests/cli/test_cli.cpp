@@ -257,7 +257,7 @@ TEST_CASE("cli: argument rules and exit codes") {
     check_failure(run({"info", "--model", "a", "--model", "b"}), 2, "option '--model' is given more than once");
     check_failure(run({"info", "model"}), 2, "llmblocks info: unexpected argument 'model'");
     check_failure(run({"info", "-m", "x"}), 2, "unexpected argument '-m'");
-    check_failure(run({"encode", "--special=yes", "--model", kGpt2Dir}), 2, "option '--special' takes no value");
+    check_failure(run({"encode", "--plain=yes", "--model", kGpt2Dir}), 2, "option '--plain' takes no value");
     check_failure(run({"encode"}), 2, "llmblocks encode: missing required option '--model DIR'");
     check_failure(run({"frobnicate", "--model", "x"}), 2,
                   "llmblocks: unknown subcommand 'frobnicate' (run 'llmblocks --help')");
@@ -372,12 +372,12 @@ TEST_CASE("cli encode/decode: stdin and stdout exactly per contract detail 11") 
     r = run({"encode", "--model", kGpt2Dir}, bytes);
     CHECK(r.code == 0);
     CHECK(run({"decode", "--model", kGpt2Dir}, r.out).out == bytes);
-    // <|endoftext|> is plain text unless --special.
+    // <|endoftext|> is its id 50256, as Hugging Face's GPT-2 tokenizer, unless --plain.
     r = run({"encode", "--model", kGpt2Dir}, "a<|endoftext|>");
+    CHECK(r.out == "64 50256\n");
+    r = run({"encode", "--model", kGpt2Dir, "--plain"}, "a<|endoftext|>");
     CHECK(r.out != "64 50256\n");
     CHECK(run({"decode", "--model", kGpt2Dir}, r.out).out == "a<|endoftext|>");
-    r = run({"encode", "--model", kGpt2Dir, "--special"}, "a<|endoftext|>");
-    CHECK(r.out == "64 50256\n");
     CHECK(run({"decode", "--model", kGpt2Dir}, "50256").out == "<|endoftext|>");
 }
 

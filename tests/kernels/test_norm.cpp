@@ -219,7 +219,7 @@ TEST_CASE("norm: backward kernels agree with finite differences of the forward (
 TEST_CASE_TEMPLATE("norm: known values", T, float, double) {
     const double tol = is_float<T> ? 1e-6 : 1e-14;
     const T x[4] = {T(1), T(2), T(3), T(4)};
-    T y[4], mean, rstd;
+    T y[4] = {}, mean = 0, rstd = 0;
     // mean 2.5, biased variance 1.25.
     kn::layernorm_forward<T>(y, &mean, &rstd, x, nullptr, nullptr, 1, 4, T(0));
     CHECK(mean == T(2.5));
