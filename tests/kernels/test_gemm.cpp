@@ -230,6 +230,30 @@ TEST_CASE("gemm: the same result on one thread, two threads and inside a paralle
     CHECK(c1 == c3);
 }
 
+// Wide products are cut into column slabs (about 192 columns and up) that the
+// threads take from a shared counter, per block of MC rows; the packed A block
+// is kept across a thread's slabs unless it exceeds 4 MiB.
+template <class T>
+void check_slabs_case(index_t M, index_t N, index_t K, Rng& rng) {
+    const auto A = random_vector<T>(M * K, rng);
+    const auto B = random_vector<T>(K * N, rng);
+    std::vector<T> c1(static_cast<std::size_t>(M * N)), c2(c1.size());
+    const int original = get_num_threads();
+    set_num_threads(1);
+    gemm<T>(false, true, M, N, K, T(1), A.data(), K, B.data(), K, T(0), c1.data(), N);
+    set_num_threads(2);
+    gemm<T>(false, true, M, N, K, T(1), A.data(), K, B.data(), K, T(0), c2.data(), N);
+    CHECK_MESSAGE(c1 == c2, "M=", M, " N=", N, " K=", K);
+    check_gemm_case<T>(false, false, M, N, K, T(0.5), T(2), 1, rng);
+    set_num_threads(original);
+}
+
+TEST_CASE("gemm: column slabs shared by the threads, several row blocks, packed A kept or repacked") {
+    Rng rng(17);
+    check_slabs_case<float>(520, 1000, 100, rng);   // 3 row blocks x 6 slabs, A kept per row block
+    check_slabs_case<double>(13, 200, 40000, rng);  // 13 x 40000 doubles > 4 MiB: A repacked per slab
+}
+
 TEST_CASE("gemm: beta == 0 overwrites NaN and alpha == 0 or K == 0 only scales C") {
     const float nan = std::numeric_limits<float>::quiet_NaN();
     std::vector<float> A = {1, 2, 3, 4, 5, 6};  // (2, 3)

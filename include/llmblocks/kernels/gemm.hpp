@@ -17,15 +17,19 @@
 //
 // The fast path (gemm_microkernel.hpp) packs the operands into cache-sized
 // panels and runs a register-blocked FMA micro-kernel (Goto & van de Geijn
-// 2008; BLIS). Threads split the columns of C (or its rows when C is tall) in
-// whole register tiles, and each packs its own panels into thread-local
-// scratch that is kept between calls. One-row products (M == 1, and N == 1 by
-// symmetry) are bound by the bandwidth of reading the weight once, so they go
-// to the streaming GEMV kernels instead, threaded over the output.
+// 2008; BLIS). For wide C the threads take column slabs of C from an atomic
+// counter (a thread the OS parks holds the call up by one slab at most, not by
+// its whole share), each packing its block of op(A) once per call and its own
+// B panels into thread-local scratch kept between calls; tall, narrow C is
+// split by rows. One-row products (M == 1, and N == 1 by symmetry) are bound
+// by the bandwidth of reading the weight once, so they go to the streaming
+// GEMV kernels instead, threaded over the output.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "llmblocks/core/error.hpp"
 #include "llmblocks/core/threading.hpp"
@@ -91,6 +95,11 @@ inline void scale_c(index_t M, index_t N, T beta, T* C, index_t ldc) {
 
 // Multiply-adds a thread should get at least, so that threads pay off.
 inline constexpr index_t kMinWorkPerThread = index_t(1) << 20;
+
+// Column slabs per thread (per block of MC rows) that the threaded GEMM hands
+// out through an atomic counter: more slabs balance better; each costs a pass
+// over the thread's packed A block.
+inline constexpr index_t kSlabsPerThread = 4;
 
 // y[n0:n1] = alpha * sum_k x[k] W[k, n] + beta * y, W is K x N (ldw), x and y contiguous.
 // Streams 4 rows of W at a time over a tile of y kept in L1, so the hardware
@@ -221,6 +230,8 @@ inline void gemv_unchecked(bool trans_w, index_t N, index_t K, T alpha, const T*
         }
     }
     // Units of 4 vectors (rows kernel) or 4 rows (dots kernel) per thread chunk.
+    // (Smaller chunks from an atomic counter, as in the GEMM, were slower on
+    // 1 x 768 x 2304 in the runs of docs/performance.md.)
     const index_t unit = trans_w ? 4 : 4 * simd::width<T>;
     const index_t units = (N + unit - 1) / unit;
     const index_t grain = std::max<index_t>(1, (kMinWorkPerThread / 8) / (K * unit));
@@ -238,24 +249,63 @@ inline void gemv_unchecked(bool trans_w, index_t N, index_t K, T alpha, const T*
     }
 }
 
+// Largest packed A (MC rows x all of K) a thread keeps for all its slabs:
+// 4 MiB (256 x 3072 floats); beyond that it repacks per slab.
+template <class T>
+inline constexpr index_t kMaxCachedA = (index_t(4) << 20) / static_cast<index_t>(sizeof(T));
+
 // The blocked product on all threads, with M, N, K > 0 and alpha != 0.
-// Threads split the columns of C in whole NR tiles (each packs its own B panels
-// and all of A, which is small next to the product) unless C is tall and
-// narrow, then they split the rows in whole MR tiles.
+// Wide C (N >= M): for each block of MC rows, the columns are cut into slabs
+// of whole panel groups that the threads take from a shared atomic counter,
+// so a thread the scheduler parks holds the call up by at most the slab it is
+// on: the other one takes the remaining slabs. Each thread packs the MC x K
+// block of op(A) once (into its scratch, kept across its slabs when it fits
+// kMaxCachedA) and its own B panels. Each element of C is summed in the same
+// order whichever thread computes it. Tall, narrow C: the threads split the
+// rows in whole MR tiles instead.
 template <class T, int MR, int NV>
 inline void gemm_threaded(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
                           index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc, Blocking blk) {
     constexpr index_t NR = NV * simd::width<T>;
+    constexpr index_t kGroup = std::max<index_t>(1, kPanelGroupColumns / NR) * NR;
     const index_t row_tiles = (M + MR - 1) / MR;
-    const index_t col_tiles = (N + NR - 1) / NR;
-    const int threads = in_parallel_region() ? 1 : get_num_threads();
+    const int threads_wanted = in_parallel_region() ? 1 : get_num_threads();
+    const index_t max_threads = std::max<index_t>(1, M * N * K / kMinWorkPerThread);
+    const int threads = static_cast<int>(std::min<index_t>(threads_wanted, max_threads));
     if (N >= M || row_tiles < threads) {
-        const index_t grain = std::max<index_t>(1, kMinWorkPerThread / (M * K * NR));
-        parallel_for(0, col_tiles, grain, [&](index_t lo, index_t hi) {
-            const index_t j0 = lo * NR;
-            const index_t j1 = std::min(N, hi * NR);
-            gemm_blocked<T, MR, NV>(trans_a, trans_b, M, j1 - j0, K, alpha, A, lda,
-                                    trans_b ? B + j0 * ldb : B + j0, ldb, beta, C + j0, ldc, blk);
+        const Blocking b = product_blocking<T, MR>(M, K, blk);
+        const index_t mc_max = (std::min(b.mc, M) + MR - 1) / MR * MR;
+        const bool cache_a = mc_max * K <= kMaxCachedA<T>;
+        const index_t slab = threads <= 1 ? N
+                                          : std::max(kGroup, ((N + threads * kSlabsPerThread - 1) /
+                                                              (threads * kSlabsPerThread) + kGroup - 1) /
+                                                                 kGroup * kGroup);
+        const index_t slabs = (N + slab - 1) / slab;
+        const index_t row_blocks = (M + b.mc - 1) / b.mc;
+        std::vector<std::atomic<index_t>> next(static_cast<std::size_t>(row_blocks));
+        for (auto& n : next) n.store(0, std::memory_order_relaxed);
+        parallel_for(0, threads, 1, [&](index_t, index_t) {
+            T* packed_a = scratch<T>(0, mc_max * (cache_a ? K : b.kc));
+            for (index_t rb = 0; rb < row_blocks; ++rb) {
+                const index_t ic = rb * b.mc;
+                const index_t mc = std::min(b.mc, M - ic);
+                bool packed = false;
+                for (index_t s = next[rb].fetch_add(1); s < slabs; s = next[rb].fetch_add(1)) {
+                    const index_t j0 = s * slab;
+                    const index_t n = std::min(slab, N - j0);
+                    for (index_t pc = 0; pc < K; pc += b.kc) {
+                        const index_t kc = std::min(b.kc, K - pc);
+                        T* a = cache_a ? packed_a + mc_max * pc : packed_a;
+                        if (!cache_a || !packed) {
+                            pack_a<T, MR>(trans_a, mc, kc, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda, a);
+                        }
+                        const T* b_block = trans_b ? B + j0 * ldb + pc : B + pc * ldb + j0;
+                        multiply_packed_a<T, MR, NV>(trans_b, mc, n, kc, alpha, a, b_block, ldb,
+                                                     pc == 0 ? beta : T(1), C + ic * ldc + j0, ldc);
+                    }
+                    packed = true;
+                }
+            }
         });
     } else {
         const index_t grain = std::max<index_t>(1, kMinWorkPerThread / (N * K * MR));

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <numeric>
 #include <type_traits>
 #include <utility>
 
@@ -146,23 +147,30 @@ template <class T, int MR>
 inline void pack_a(bool trans_a, index_t mc, index_t kc, const T* A, index_t lda, T* dst) {
     constexpr index_t W = simd::width<T>;
     index_t i0 = 0;
-    if (!trans_a && W % MR == 0) {
-        // W rows (W / MR panels) at a time, W columns per block transpose.
-        constexpr index_t G = W / MR;
-        alignas(64) T block[W * W];
-        for (; i0 + W <= mc; i0 += W, dst += G * kc * MR) {
+    if (!trans_a) {
+        // L = lcm(MR, W) rows (L / MR whole panels) at a time: W x W block
+        // transposes turn W columns of those rows into W rows of L values
+        // (row kk holds op(A)[i0 .. i0+L, k0+kk]), each of which is L / MR
+        // MR-long runs, one per panel. Vector loads instead of MR strided
+        // scalar reads per k (MR = 6 does not divide W).
+        constexpr index_t L = std::lcm(static_cast<index_t>(MR), W);
+        constexpr index_t P = L / MR;
+        alignas(64) T block[W * L];
+        for (; i0 + L <= mc; i0 += L, dst += P * kc * MR) {
             index_t k0 = 0;
             for (; k0 + W <= kc; k0 += W) {
-                transpose_block(A + i0 * lda + k0, lda, block, W);
+                for (index_t b = 0; b < L / W; ++b) {
+                    transpose_block(A + (i0 + b * W) * lda + k0, lda, block + b * W, L);
+                }
                 for (index_t kk = 0; kk < W; ++kk) {
-                    for (index_t g = 0; g < G; ++g) {
-                        std::memcpy(dst + g * kc * MR + (k0 + kk) * MR, block + kk * W + g * MR, MR * sizeof(T));
-                    }
+                    static_for<static_cast<int>(P)>([&](auto p) {
+                        std::memcpy(dst + p * kc * MR + (k0 + kk) * MR, block + kk * L + p * MR, MR * sizeof(T));
+                    });
                 }
             }
             for (; k0 < kc; ++k0) {
-                for (index_t g = 0; g < G; ++g) {
-                    for (index_t r = 0; r < MR; ++r) dst[g * kc * MR + k0 * MR + r] = A[(i0 + g * MR + r) * lda + k0];
+                for (index_t p = 0; p < P; ++p) {
+                    for (index_t r = 0; r < MR; ++r) dst[p * kc * MR + k0 * MR + r] = A[(i0 + p * MR + r) * lda + k0];
                 }
             }
         }
@@ -180,6 +188,8 @@ inline void pack_a(bool trans_a, index_t mc, index_t kc, const T* A, index_t lda
             for (index_t k = 0; k < kc; ++k) {
                 for (index_t r = 0; r < MR; ++r) dst[k * MR + r] = r < rows ? A[(i0 + r) * lda + k] : T(0);
             }
+        } else if (rows == MR) {
+            for (index_t k = 0; k < kc; ++k) std::memcpy(dst + k * MR, A + k * lda + i0, MR * sizeof(T));
         } else {
             for (index_t k = 0; k < kc; ++k) {
                 const T* src = A + k * lda + i0;
@@ -320,6 +330,40 @@ inline void run_tile(index_t m, index_t kc, const T* a, const T* b, T* C, index_
     });
 }
 
+// C[0:mc, 0:n] = alpha * Ap * op(B)[0:kc, 0:n] + beta * C, where Ap is an
+// already packed mc x kc block of op(A) (pack_a layout). B points at op(B)'s
+// element (0, 0) of this block. Packs op(B) in groups of kPanelGroup * NR
+// columns right before use, so each group is consumed from L1/L2 by all mc rows.
+template <class T, int MR, int NV>
+inline void multiply_packed_a(bool trans_b, index_t mc, index_t n, index_t kc, T alpha, const T* packed_a,
+                              const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+    constexpr index_t NR = NV * simd::width<T>;
+    constexpr index_t kPanelGroup = std::max<index_t>(1, kPanelGroupColumns / NR);
+    T* packed_b = scratch<T>(1, kPanelGroup * NR * kc);
+    for (index_t jg = 0; jg < n; jg += kPanelGroup * NR) {
+        const index_t ng = std::min(kPanelGroup * NR, n - jg);
+        pack_b<T, NV>(trans_b, kc, ng, trans_b ? B + jg * ldb : B + jg, ldb, packed_b);
+        for (index_t jr = 0; jr < ng; jr += NR) {
+            const index_t nr = std::min(NR, ng - jr);
+            const T* b_panel = packed_b + jr * kc;
+            for (index_t ir = 0; ir < mc; ir += MR) {
+                const index_t m = std::min<index_t>(MR, mc - ir);
+                run_tile<T, MR, NV>(m, kc, packed_a + ir * kc, b_panel, C + ir * ldc + jg + jr, ldc, nr, alpha, beta);
+            }
+        }
+    }
+}
+
+// The KC and MC of a product: KC = K cut into equal parts of at most blk.kc;
+// MC = M cut into equal parts of at most blk.mc rows, with a packed A block of
+// at most kMaxPackedA elements.
+template <class T, int MR>
+inline Blocking product_blocking(index_t M, index_t K, Blocking blk) {
+    const index_t KC = balanced_block(K, blk.kc, 1);
+    const index_t mc_cap = std::max<index_t>(MR, kMaxPackedA<T> / KC / MR * MR);
+    return Blocking{KC, balanced_block(M, std::min(blk.mc, mc_cap), MR)};
+}
+
 // One thread's C (M x N) = alpha * op(A) op(B) + beta * C, with M, N, K > 0.
 // Loop nest: MC rows -> KC depth (pack that MC x KC block of A: it stays in
 // L2) -> groups of kPanelGroup * NR columns (pack that KC-deep group of B) ->
@@ -332,33 +376,15 @@ inline void run_tile(index_t m, index_t kc, const T* a, const T* b, T* C, index_
 template <class T, int MR, int NV>
 inline void gemm_blocked(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
                          index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc, Blocking blk) {
-    constexpr index_t NR = NV * simd::width<T>;
-    constexpr index_t kPanelGroup = std::max<index_t>(1, kPanelGroupColumns / NR);
-    const index_t KC = balanced_block(K, blk.kc, 1);
-    // At most blk.mc rows, and a packed A block of at most kMaxPackedA elements.
-    const index_t mc_cap = std::max<index_t>(MR, kMaxPackedA<T> / KC / MR * MR);
-    const index_t MC = balanced_block(M, std::min(blk.mc, mc_cap), MR);
-    T* packed_a = scratch<T>(0, (std::min(MC, M) + MR - 1) / MR * MR * KC);
-    T* packed_b = scratch<T>(1, kPanelGroup * NR * KC);
-    for (index_t ic = 0; ic < M; ic += MC) {
-        const index_t mc = std::min(MC, M - ic);
-        for (index_t pc = 0; pc < K; pc += KC) {
-            const index_t kc = std::min(KC, K - pc);
-            const T beta_k = pc == 0 ? beta : T(1);
+    const Blocking b = product_blocking<T, MR>(M, K, blk);
+    T* packed_a = scratch<T>(0, (std::min(b.mc, M) + MR - 1) / MR * MR * b.kc);
+    for (index_t ic = 0; ic < M; ic += b.mc) {
+        const index_t mc = std::min(b.mc, M - ic);
+        for (index_t pc = 0; pc < K; pc += b.kc) {
+            const index_t kc = std::min(b.kc, K - pc);
             pack_a<T, MR>(trans_a, mc, kc, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda, packed_a);
-            for (index_t jg = 0; jg < N; jg += kPanelGroup * NR) {
-                const index_t ng = std::min(kPanelGroup * NR, N - jg);
-                pack_b<T, NV>(trans_b, kc, ng, trans_b ? B + jg * ldb + pc : B + pc * ldb + jg, ldb, packed_b);
-                for (index_t jr = 0; jr < ng; jr += NR) {
-                    const index_t n = std::min(NR, ng - jr);
-                    const T* b_panel = packed_b + jr * kc;
-                    for (index_t ir = 0; ir < mc; ir += MR) {
-                        const index_t m = std::min<index_t>(MR, mc - ir);
-                        run_tile<T, MR, NV>(m, kc, packed_a + ir * kc, b_panel, C + (ic + ir) * ldc + jg + jr, ldc, n,
-                                            alpha, beta_k);
-                    }
-                }
-            }
+            multiply_packed_a<T, MR, NV>(trans_b, mc, N, kc, alpha, packed_a, trans_b ? B + pc : B + pc * ldb, ldb,
+                                         pc == 0 ? beta : T(1), C + ic * ldc, ldc);
         }
     }
 }
