@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 jobs=$(nproc)
+# ccache (used when installed) then finds its results again from any checkout path.
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 passed=0
 failed=0
 

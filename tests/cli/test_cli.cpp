@@ -7,18 +7,16 @@
 
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.hpp"
 #include "llmblocks/io/config.hpp"
 #include "llmblocks/io/safetensors.hpp"
+#include "support/temp_dir.hpp"
 
 #ifndef LLMBLOCKS_TEST_DATA_DIR
 #define LLMBLOCKS_TEST_DATA_DIR "tests/reference"
@@ -64,20 +62,7 @@ void check_failure(const CliResult& r, int code, const std::string& message) {
     CHECK(contains(r.err, message));
 }
 
-struct CliTempDir {
-    fs::path path;
-    CliTempDir() {
-        std::random_device rd;
-        path = fs::temp_directory_path() / ("llmblocks_test_cli_" + std::to_string(::getpid()) + "_" + std::to_string(rd()));
-        fs::create_directories(path);
-    }
-    ~CliTempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    CliTempDir(const CliTempDir&) = delete;
-    CliTempDir& operator=(const CliTempDir&) = delete;
-};
+using llmblocks::testing::TempDir;
 
 std::string ids_line(const std::vector<int>& ids) {
     std::string s;
@@ -173,7 +158,7 @@ TEST_CASE("cli info: presets") {
 }
 
 TEST_CASE("cli info: --config and --model") {
-    CliTempDir dir;
+    TempDir dir;
     GPT2Config cfg = GPT2Config::gpt2_preset("tiny");
     save_config(dir.path / "config.json", cfg);
 
@@ -391,7 +376,7 @@ TEST_CASE("cli encode/decode: errors") {
     check_failure(run({"decode", "--model", kGpt2Dir}, "12x"), 1, "'12x' is not a token id");
     check_failure(run({"decode", "--model", kGpt2Dir}, "+5"), 1, "'+5' is not a token id");
     check_failure(run({"decode", "--model", kGpt2Dir}, "1.5"), 1, "'1.5' is not a token id");
-    CliTempDir dir;
+    TempDir dir;
     check_failure(run({"encode", "--model", dir.path.string()}, "hi"), 1,
                   "llmblocks encode: ");
     const CliResult r = run({"encode", "--model", dir.path.string()}, "hi");

@@ -12,18 +12,16 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "cli/cli.hpp"
 #include "cli/model_commands.hpp"
 #include "llmblocks/io/npy.hpp"
 #include "llmblocks/io/safetensors.hpp"
+#include "support/temp_dir.hpp"
 
 #ifndef LLMBLOCKS_TEST_DATA_DIR
 #define LLMBLOCKS_TEST_DATA_DIR "tests/reference"
@@ -36,19 +34,7 @@ namespace {
 
 const fs::path kModels = fs::path(LLMBLOCKS_TEST_DATA_DIR) / "models";
 
-struct ModelsTempDir {
-    fs::path path;
-    ModelsTempDir() {
-        std::random_device rd;
-        path = fs::temp_directory_path() /
-               ("llmblocks_test_cli_models_" + std::to_string(::getpid()) + "_" + std::to_string(rd()));
-        fs::create_directories(path);
-    }
-    ~ModelsTempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using llmblocks::testing::TempDir;
 
 struct Run {
     int code = 0;
@@ -152,7 +138,7 @@ std::set<std::string> grad_names(const SafetensorsFile& f) {
 TEST_CASE("cli models: logits and grad of every decoder-only fixture match PyTorch") {
     const auto dirs = fixture_dirs(false);
     REQUIRE(dirs.size() >= 7);
-    ModelsTempDir tmp;
+    TempDir tmp;
     for (const fs::path& dir : dirs) {
         const std::string name = dir.filename().string();
         CAPTURE(name);
@@ -187,7 +173,7 @@ TEST_CASE("cli models: logits and grad of every decoder-only fixture match PyTor
 TEST_CASE("cli models: logits and grad of every T5 fixture match PyTorch") {
     const auto dirs = fixture_dirs(true);
     REQUIRE(dirs.size() >= 3);
-    ModelsTempDir tmp;
+    TempDir tmp;
     for (const fs::path& dir : dirs) {
         const std::string name = dir.filename().string();
         CAPTURE(name);
@@ -235,7 +221,7 @@ TEST_CASE("cli models: logits and grad of every T5 fixture match PyTorch") {
 }
 
 TEST_CASE("cli models: grad with every target -100 is loss 0 and zero gradients") {
-    ModelsTempDir tmp;
+    TempDir tmp;
     const fs::path dir = kModels / "gpt2_prefixed_buffers", st = tmp.path / "g.safetensors";
     const Run r = run_model_command(
         {"grad", "--model", dir.string(), "--tokens", "1,2,3", "--targets", "-100,-100,-100", "--out", st.string()});
@@ -251,7 +237,7 @@ TEST_CASE("cli models: grad with every target -100 is loss 0 and zero gradients"
 
 TEST_CASE("cli models: a parameter the loss does not reach gets an all-zero gradient") {
     // One token: wpe rows 1.. get nothing, but every entry is there with its full shape.
-    ModelsTempDir tmp;
+    TempDir tmp;
     const fs::path dir = kModels / "gpt2_plain", st = tmp.path / "g.safetensors";
     const Run r = run_model_command({"grad", "--model", dir.string(), "--tokens", "5", "--targets", "7", "--out", st.string()});
     REQUIRE_MESSAGE(r.code == 0, r.err);
@@ -263,7 +249,7 @@ TEST_CASE("cli models: a parameter the loss does not reach gets an all-zero grad
 }
 
 TEST_CASE("cli models: init then load gives bit-identical parameters for each architecture") {
-    ModelsTempDir tmp;
+    TempDir tmp;
     for (const std::string arch : {"gpt2", "gpt3", "palm", "t5"}) {
         CAPTURE(arch);
         const fs::path dir = tmp.path / arch;
@@ -315,7 +301,7 @@ TEST_CASE("cli models: init then load gives bit-identical parameters for each ar
 }
 
 TEST_CASE("cli models: error paths exit non-zero with one line naming the problem") {
-    ModelsTempDir tmp;
+    TempDir tmp;
     const std::string gpt2 = (kModels / "gpt2_plain").string(), t5 = (kModels / "t5_relu_tied").string();
     const std::string out = (tmp.path / "o.npy").string(), gout = (tmp.path / "o.safetensors").string();
     const auto expect = [](const Run& r, int code, const std::string& needle) {

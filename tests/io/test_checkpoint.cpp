@@ -7,21 +7,14 @@
 
 #include "llmblocks/io/checkpoint.hpp"
 #include "support/compare.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace llmblocks;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        path = fs::temp_directory_path() / ("llmblocks_checkpoint_" + std::to_string(::getpid()) + "_" +
-                                            std::to_string(reinterpret_cast<std::uintptr_t>(this)));
-        fs::create_directories(path);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
+using llmblocks::testing::TempDir;
 
 // A two-tensor "model" with GPT-2-like names.
 struct TinyModel {

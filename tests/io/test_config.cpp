@@ -7,42 +7,19 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <random>
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "llmblocks/analysis/counts.hpp"
 #include "llmblocks/io/config.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace llmblocks;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory under the system temp directory, removed with its contents.
-struct ConfigTempDir {
-    fs::path path;
-    ConfigTempDir() {
-        std::random_device rd;
-        path = fs::temp_directory_path() /
-               ("llmblocks_test_config_" + std::to_string(::getpid()) + "_" + std::to_string(rd()));
-        fs::create_directories(path);
-    }
-    ~ConfigTempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    ConfigTempDir(const ConfigTempDir&) = delete;
-    ConfigTempDir& operator=(const ConfigTempDir&) = delete;
-    fs::path operator/(const std::string& name) const { return path / name; }
-    std::size_t count_entries() const {
-        std::size_t n = 0;
-        for (const auto& e : fs::directory_iterator(path)) n += e.path().empty() ? 0 : 1;
-        return n;
-    }
-};
+using llmblocks::testing::TempDir;
 
 void write_text(const fs::path& path, const std::string& text) {
     std::ofstream(path, std::ios::binary) << text;
@@ -60,7 +37,7 @@ std::string error_of(const std::function<void()>& fn) {
 
 // Loads `json_text` written to DIR/config.json; returns the error message or "".
 struct ConfigFile {
-    ConfigTempDir dir;
+    TempDir dir;
     fs::path path = dir / "config.json";
     ModelConfig load(const std::string& text) {
         write_text(path, text);
@@ -169,7 +146,7 @@ const char* kPalmTiny = R"({"model_type": "palm", "vocab_size": 256, "hidden_siz
 }  // namespace
 
 TEST_CASE("config: every preset of every architecture survives save_config + load_config") {
-    ConfigTempDir dir;
+    TempDir dir;
     for (const auto& entry : kAllPresets) {
         const std::string& arch = entry.first;  // not a structured binding: clang 14 cannot capture those
         for (const std::string& preset : entry.second) {
@@ -204,7 +181,7 @@ TEST_CASE("config: every preset of every architecture survives save_config + loa
 }
 
 TEST_CASE("config: round trips keep every field") {
-    ConfigTempDir dir;
+    TempDir dir;
     SUBCASE("gpt3 175B: alternating dense and local layers") {
         save_config(dir / "c.json", GPT2Config::gpt3_preset("175B"));
         const auto g = std::get<GPT2Config>(load_config(dir / "c.json"));
@@ -404,7 +381,7 @@ TEST_CASE("config: Hugging Face files load, extra keys ignored") {
 }
 
 TEST_CASE("config: file errors name the file") {
-    ConfigTempDir dir;
+    TempDir dir;
     const fs::path missing = dir / "nope" / "config.json";
     std::string msg = error_of([&] { load_config(missing); });
     CHECK(contains(msg, "cannot open '" + missing.string() + "'"));
@@ -519,7 +496,7 @@ TEST_CASE("config: what would change the math is refused, not ignored") {
 }
 
 TEST_CASE("config: save_config refuses invalid configs and unwritable paths, atomically") {
-    ConfigTempDir dir;
+    TempDir dir;
     GPT2Config bad = GPT2Config::gpt2_preset("tiny");
     bad.n_head = 5;
     std::string msg = error_of([&] { save_config(dir / "config.json", bad); });

@@ -12,14 +12,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <random>
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "llmblocks/io/npy.hpp"
 #include "support/compare.hpp"
+#include "support/temp_dir.hpp"
 
 #ifndef LLMBLOCKS_TEST_DATA_DIR
 #define LLMBLOCKS_TEST_DATA_DIR "tests/reference"
@@ -30,22 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory under the system temp directory, removed with its contents.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::random_device rd;
-        path = fs::temp_directory_path() / ("llmblocks_test_npy_" + std::to_string(::getpid()) + "_" + std::to_string(rd()));
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    fs::path operator/(const std::string& name) const { return path / name; }
-};
+using llmblocks::testing::TempDir;
 
 std::string read_bytes(const fs::path& path) {
     std::ifstream in(path, std::ios::binary);

@@ -15,16 +15,14 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <random>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include "llmblocks/io/half.hpp"
 #include "llmblocks/io/mapped_file.hpp"
 #include "llmblocks/io/safetensors.hpp"
 #include "support/compare.hpp"
+#include "support/temp_dir.hpp"
 
 #ifndef LLMBLOCKS_TEST_DATA_DIR
 #define LLMBLOCKS_TEST_DATA_DIR "tests/reference"
@@ -35,29 +33,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory under the system temp directory, removed with its contents.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::random_device rd;
-        path = fs::temp_directory_path() /
-               ("llmblocks_test_safetensors_" + std::to_string(::getpid()) + "_" + std::to_string(rd()));
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    fs::path operator/(const std::string& name) const { return path / name; }
-    std::vector<std::string> entries() const {
-        std::vector<std::string> out;
-        for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
-        std::sort(out.begin(), out.end());
-        return out;
-    }
-};
+using llmblocks::testing::TempDir;
 
 std::string read_bytes(const fs::path& path) {
     std::ifstream in(path, std::ios::binary);

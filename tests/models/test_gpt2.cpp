@@ -19,6 +19,8 @@
 #include "llmblocks/io/gpt2_checkpoint.hpp"
 #include "llmblocks/models/gpt2.hpp"
 #include "support/compare.hpp"
+#include "support/fixture_math.hpp"
+#include "support/temp_dir.hpp"
 
 #ifndef LLMBLOCKS_TEST_DATA_DIR
 #define LLMBLOCKS_TEST_DATA_DIR "tests/reference"
@@ -30,33 +32,10 @@ namespace {
 
 const std::filesystem::path kModels = std::filesystem::path(LLMBLOCKS_TEST_DATA_DIR) / "models";
 
-// A (1, T) int32 tensor from a fixture's I64 tensor (read as float: exact for these ids).
-TensorI as_ids(const TensorF& t) {
-    TensorI ids = TensorI::empty({1, t.numel()});
-    const TensorF c = t.contiguous();
-    for (index_t i = 0; i < t.numel(); ++i) ids.data()[i] = static_cast<std::int32_t>(c.data()[i]);
-    return ids;
-}
-
-double max_abs(const TensorF& t) {
-    const TensorF c = t.contiguous();
-    double m = 0;
-    for (index_t i = 0; i < c.numel(); ++i) m = std::max(m, std::fabs(static_cast<double>(c.data()[i])));
-    return m;
-}
-
-// ||a - b|| / ||b||
-double relative_error(const TensorF& a, const TensorF& b) {
-    REQUIRE(a.shape() == b.shape());
-    const TensorF ac = a.contiguous(), bc = b.contiguous();
-    double d = 0, n = 0;
-    for (index_t i = 0; i < ac.numel(); ++i) {
-        const double e = static_cast<double>(ac.data()[i]) - bc.data()[i];
-        d += e * e;
-        n += static_cast<double>(bc.data()[i]) * bc.data()[i];
-    }
-    return n > 0 ? std::sqrt(d / n) : std::sqrt(d);
-}
+using llmblocks::testing::as_ids;
+using llmblocks::testing::max_abs;
+using llmblocks::testing::relative_error;
+using llmblocks::testing::TempDir;
 
 GPT2Config fixture_config(const std::string& name) {
     return std::get<GPT2Config>(load_config(kModels / name / "config.json"));
@@ -118,8 +97,10 @@ bool same_values(const CheckpointSchema<float>& a, const CheckpointSchema<float>
     return true;
 }
 
+// DIR/<name>.safetensors in this test binary's own temporary directory (removed at exit).
 std::filesystem::path temp_file(const std::string& name) {
-    return std::filesystem::temp_directory_path() / ("llmblocks_test_gpt2_" + name + ".safetensors");
+    static const TempDir dir("test_gpt2");
+    return dir / (name + ".safetensors");
 }
 
 // Random ids (B, T) below V.

@@ -19,6 +19,8 @@
 #include "llmblocks/io/palm_checkpoint.hpp"
 #include "llmblocks/models/palm.hpp"
 #include "support/compare.hpp"
+#include "support/fixture_math.hpp"
+#include "support/temp_dir.hpp"
 
 #ifndef LLMBLOCKS_TEST_DATA_DIR
 #define LLMBLOCKS_TEST_DATA_DIR "tests/reference"
@@ -30,31 +32,10 @@ namespace {
 
 const std::filesystem::path kPalmModels = std::filesystem::path(LLMBLOCKS_TEST_DATA_DIR) / "models";
 
-TensorI palm_ids(const TensorF& t) {
-    TensorI ids = TensorI::empty({1, t.numel()});
-    const TensorF c = t.contiguous();
-    for (index_t i = 0; i < t.numel(); ++i) ids.data()[i] = static_cast<std::int32_t>(c.data()[i]);
-    return ids;
-}
-
-double palm_max_abs(const TensorF& t) {
-    const TensorF c = t.contiguous();
-    double m = 0;
-    for (index_t i = 0; i < c.numel(); ++i) m = std::max(m, std::fabs(static_cast<double>(c.data()[i])));
-    return m;
-}
-
-double palm_relative_error(const TensorF& a, const TensorF& b) {
-    REQUIRE(a.shape() == b.shape());
-    const TensorF ac = a.contiguous(), bc = b.contiguous();
-    double d = 0, n = 0;
-    for (index_t i = 0; i < ac.numel(); ++i) {
-        const double e = static_cast<double>(ac.data()[i]) - bc.data()[i];
-        d += e * e;
-        n += static_cast<double>(bc.data()[i]) * bc.data()[i];
-    }
-    return n > 0 ? std::sqrt(d / n) : std::sqrt(d);
-}
+using llmblocks::testing::as_ids;
+using llmblocks::testing::max_abs;
+using llmblocks::testing::relative_error;
+using llmblocks::testing::TempDir;
 
 PaLMConfig palm_fixture_config(const std::string& name) {
     return std::get<PaLMConfig>(load_config(kPalmModels / name / "config.json"));
@@ -71,13 +52,13 @@ void check_palm_fixture(const std::string& name) {
 
     const SafetensorsFile expected(dir / "expected.safetensors");
     const SafetensorsFile grads(dir / "grad.safetensors");
-    const TensorI ids = palm_ids(expected.load<float>("tokens"));
-    const TensorI targets = palm_ids(expected.load<float>("targets"));
+    const TensorI ids = as_ids(expected.load<float>("tokens"));
+    const TensorI targets = as_ids(expected.load<float>("targets"));
     const TensorF ref_logits = expected.load<float>("logits");  // (T, V)
     {
         auto guard = no_grad();
         const TensorF logits = model.forward(ids).value().select(0, 0);
-        CHECK_TENSOR_CLOSE(logits, ref_logits, 0.0, 1e-4 * palm_max_abs(ref_logits));
+        CHECK_TENSOR_CLOSE(logits, ref_logits, 0.0, 1e-4 * max_abs(ref_logits));
     }
     VariableF loss = model.loss(ids, targets);
     const double ref_loss = grads.load<float>("loss").item();
@@ -91,7 +72,7 @@ void check_palm_fixture(const std::string& name) {
         REQUIRE(grads.contains(file_name));
         const TensorF& g = schema.entries[i].variable.grad();
         REQUIRE(g.defined());
-        CHECK(palm_relative_error(g, grads.load<float>(file_name)) <= 1e-3);
+        CHECK(relative_error(g, grads.load<float>(file_name)) <= 1e-3);
     }
     const auto file_names = grads.names();
     CHECK(std::set<std::string>(file_names.begin(), file_names.end()) == names);
@@ -201,7 +182,8 @@ TEST_CASE("palm save_checkpoint -> load_checkpoint is bit-identical; errors name
     const PaLMConfig c = small_palm(2, false, false, NormType::RMSNorm);
     const PaLMModel<float> a(c, rng);
     const PaLMModel<float> b(c, other);
-    const auto path = std::filesystem::temp_directory_path() / "llmblocks_test_palm_roundtrip.safetensors";
+    const TempDir dir("test_palm");
+    const auto path = dir / "roundtrip.safetensors";
     save_checkpoint(path, checkpoint_schema(a));
     load_checkpoint(path, checkpoint_schema(b));
     const auto ea = checkpoint_schema(a).entries, eb = checkpoint_schema(b).entries;

@@ -6,8 +6,6 @@
 // initialisation's scales; checkpoint name errors.
 #include <doctest/doctest.h>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -22,6 +20,8 @@
 #include "llmblocks/io/t5_checkpoint.hpp"
 #include "llmblocks/models/t5.hpp"
 #include "support/compare.hpp"
+#include "support/fixture_math.hpp"
+#include "support/temp_dir.hpp"
 
 #ifndef LLMBLOCKS_TEST_DATA_DIR
 #define LLMBLOCKS_TEST_DATA_DIR "tests/reference"
@@ -31,6 +31,9 @@ using namespace llmblocks;
 namespace fs = std::filesystem;
 
 namespace {
+
+using llmblocks::testing::max_abs;
+using llmblocks::testing::relative_error;
 
 std::string t5_case_dir(const std::string& name) { return std::string(LLMBLOCKS_TEST_DATA_DIR) + "/models/t5_" + name; }
 
@@ -82,28 +85,6 @@ private:
     }
 };
 
-double max_abs(const TensorF& t) {
-    double m = 0;
-    const TensorF c = t.contiguous();
-    for (index_t i = 0; i < c.numel(); ++i) m = std::max(m, std::abs(static_cast<double>(c.data()[i])));
-    return m;
-}
-
-// ||a - e|| / ||e||
-template <class T>
-double relative_norm_error(const Tensor<T>& actual, const TensorF& expected) {
-    REQUIRE(actual.shape() == expected.shape());
-    const Tensor<T> a = actual.contiguous();
-    const TensorF e = expected.contiguous();
-    double num = 0, den = 0;
-    for (index_t i = 0; i < e.numel(); ++i) {
-        const double d = static_cast<double>(a.data()[i]) - static_cast<double>(e.data()[i]);
-        num += d * d;
-        den += static_cast<double>(e.data()[i]) * static_cast<double>(e.data()[i]);
-    }
-    return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-
 // Loads the case through load_checkpoint and checks logits, loss and every gradient.
 template <class T>
 void check_t5_case(const std::string& name) {
@@ -134,21 +115,13 @@ void check_t5_case(const std::string& name) {
         schema_names.insert(e.name);
         INFO("gradient of " << e.name);
         REQUIRE(e.variable.grad().defined());
-        const double err = relative_norm_error(e.variable.grad(), ex.get("grad." + e.name));
+        const double err = relative_error(e.variable.grad(), ex.get("grad." + e.name));
         CHECK(err <= 1e-3);
     }
     CHECK(schema_names == fixture_names);
 }
 
-struct T5TempDir {
-    fs::path path;
-    T5TempDir() {
-        path = fs::temp_directory_path() / ("llmblocks_t5_" + std::to_string(::getpid()) + "_" +
-                                            std::to_string(reinterpret_cast<std::uintptr_t>(this)));
-        fs::create_directories(path);
-    }
-    ~T5TempDir() { fs::remove_all(path); }
-};
+using llmblocks::testing::TempDir;
 
 std::string load_error(const T5Model<float>& model, const std::string& path) {
     try {
@@ -230,7 +203,7 @@ TEST_CASE("t5: init -> save -> load is bit-identical") {
         Rng rng_a(11), rng_b(12);
         const T5Model<float> a(c, rng_a);
         T5Model<float> b(c, rng_b);
-        T5TempDir dir;
+        TempDir dir;
         const std::string path = (dir.path / "model.safetensors").string();
         save_checkpoint(path, checkpoint_schema(a));
         load_checkpoint(path, checkpoint_schema(b));

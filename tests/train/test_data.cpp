@@ -9,29 +9,16 @@
 #include <fstream>
 #include <set>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "llmblocks/train/data.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace llmblocks;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed at the end of the test.
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        static int counter = 0;
-        path = std::filesystem::temp_directory_path() /
-               ("llmblocks_train_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        std::filesystem::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-};
+using llmblocks::testing::TempDir;
 
 void write_raw(const std::filesystem::path& p, const std::vector<std::int32_t>& header, const std::vector<std::uint16_t>& body,
                std::size_t extra_bytes = 0) {
