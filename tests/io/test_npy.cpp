@@ -30,18 +30,8 @@ namespace {
 
 using llmblocks::testing::TempDir;
 
-std::string read_bytes(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// Replaces the file (removing it first: ext4 flushes a file truncated and rewritten in place, slowly).
-void write_bytes(const fs::path& path, const std::string& bytes) {
-    std::error_code ec;
-    fs::remove(path, ec);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using llmblocks::testing::read_bytes;
+using llmblocks::testing::write_bytes;
 
 // fn() must throw llmblocks::Error whose message contains every one of `parts`.
 template <class Fn>

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <system_error>
@@ -47,5 +49,19 @@ public:
 
     std::filesystem::path path;
 };
+
+// The whole file as bytes.
+inline std::string read_bytes(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Replaces the file (removing it first: ext4 flushes a file truncated and rewritten in place, slowly).
+inline void write_bytes(const std::filesystem::path& path, const std::string& bytes) {
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
 
 }  // namespace llmblocks::testing
