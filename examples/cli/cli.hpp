@@ -24,8 +24,10 @@
 #include "cli/args.hpp"
 #include "cli/info.hpp"
 #include "cli/io.hpp"
+#include "cli/generate.hpp"
 #include "cli/model_commands.hpp"
 #include "cli/tokens.hpp"
+#include "cli/train.hpp"
 #include "llmblocks/core/error.hpp"
 
 namespace llmblocks::cli {
@@ -62,6 +64,9 @@ inline const std::vector<Subcommand>& subcommands() {
         };
         // init, logits, grad: the commands that load or build a model (cli/model_commands.hpp).
         for (Subcommand& s : model_subcommands<Subcommand>()) rows.push_back(std::move(s));
+        // train (cli/train.hpp) and generate (cli/generate.hpp).
+        for (Subcommand& s : train_subcommands<Subcommand>()) rows.push_back(std::move(s));
+        for (Subcommand& s : generate_subcommands<Subcommand>()) rows.push_back(std::move(s));
         return rows;
     }();
     return table;

@@ -7,6 +7,7 @@
 #include "llmblocks/io/gpt2_checkpoint.hpp"
 #include "llmblocks/io/half.hpp"
 #include "llmblocks/io/mapped_file.hpp"
+#include "llmblocks/io/model_tokenizer.hpp"
 #include "llmblocks/io/npy.hpp"
 #include "llmblocks/io/palm_checkpoint.hpp"
 #include "llmblocks/io/safetensors.hpp"

@@ -1,0 +1,97 @@
+// bench/bench_model.cpp — whole-model figures for GPT-2 124M (random init, fp32):
+//
+//   train_step/gpt2-124M/B4xT64   forward + backward + AdamW on a (4, 64) batch
+//   decode/gpt2-124M/p16n128      batch 1: prefill a 16-token prompt, then 128
+//                                 greedy steps with the KV cache
+//
+// Counters: tokens_per_s (train: B*T per step; decode: the 128 new tokens per
+// run), and for the training step GFLOPS and MFU, the model FLOPs of
+// analysis/counts.hpp (6 N + attention per token, Chinchilla-style) over the
+// time, against the peak given by --peak_gflops=X (default 0: no MFU column;
+// measure the FMA peak with bench_gemm's peak/fma benchmark).
+//
+// PyTorch, side by side: ../shared/peers/torch_gpt2.py train|decode (see
+// docs/performance.md for the commands).
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "llmblocks/analysis/counts.hpp"
+#include "llmblocks/models/gpt2.hpp"
+#include "llmblocks/nn/module.hpp"
+#include "llmblocks/train/optimizer.hpp"
+
+namespace {
+
+using namespace llmblocks;
+
+double g_peak_gflops = 0.0;  // --peak_gflops=X
+
+GPT2Model<float>& gpt2_124m() {
+    static Rng rng(0);
+    static GPT2Model<float> model(GPT2Config::gpt2_preset("124M"), rng);
+    return model;
+}
+
+TensorI random_ids(index_t B, index_t T, index_t vocab, std::uint64_t seed) {
+    Rng rng(seed);
+    return TensorI::rand({B, T}, rng, 0, static_cast<std::int32_t>(vocab));
+}
+
+void train_step(benchmark::State& state) {
+    constexpr index_t B = 4, T = 64;
+    GPT2Model<float>& model = gpt2_124m();
+    const index_t V = model.config.vocab_size;
+    const TensorI inputs = random_ids(B, T, V, 1), targets = random_ids(B, T, V, 2);
+    AdamW<float> optimizer(named_parameters<float>(model), {.lr = 1e-4});
+    for (auto _ : state) {
+        Variable<float> loss = model.loss(inputs, targets);
+        loss.backward();
+        optimizer.step();
+        optimizer.zero_grad();
+        benchmark::DoNotOptimize(loss.item());
+    }
+    const ModelCounts counts = count(model.config, T);
+    const double flops = counts.training_flops_per_token * B * T;
+    state.counters["tokens_per_s"] = benchmark::Counter(double(B * T), benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+    if (g_peak_gflops > 0)
+        state.counters["MFU"] = benchmark::Counter(flops * 1e-9 / g_peak_gflops, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(train_step)->Name("train_step/gpt2-124M/B4xT64")->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(5.0);
+
+void decode(benchmark::State& state) {
+    constexpr index_t prompt = 16, new_tokens = 128;
+    GPT2Model<float>& model = gpt2_124m();
+    const TensorI ids = random_ids(1, prompt, model.config.vocab_size, 3);
+    KVCache<float> cache = model.make_cache(1, prompt + new_tokens);
+    for (auto _ : state) {
+        cache.reset();
+        Tensor<float> logits = model.prefill(ids, cache);
+        TensorI next = TensorI::zeros({1});
+        for (index_t i = 0; i < new_tokens; ++i) {
+            const float* row = logits.data();
+            index_t best = 0;
+            for (index_t v = 1; v < logits.size(1); ++v)
+                if (row[v] > row[best]) best = v;
+            next.data()[0] = static_cast<std::int32_t>(best);
+            logits = model.decode_step(next, cache);
+        }
+        benchmark::DoNotOptimize(logits.data());
+    }
+    state.counters["tokens_per_s"] = benchmark::Counter(double(new_tokens), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(decode)->Name("decode/gpt2-124M/p16n128")->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(5.0);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i)
+        if (std::strncmp(argv[i], "--peak_gflops=", 14) == 0) g_peak_gflops = std::atof(argv[i] + 14);
+    benchmark::Initialize(&argc, argv);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+}
