@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <algorithm>
 #include <map>
 #include <numeric>
 #include <vector>
@@ -163,4 +164,26 @@ TEST_CASE("span corruption, seeded: counts, mean span length ~3, reconstruction,
     CHECK(ea.inputs == eb.inputs);
     CHECK(ea.targets == eb.targets);
     CHECK(ea.inputs != ec.inputs);
+}
+
+TEST_CASE("span_corruption_batch stacks one example per row and shifts the targets behind the start token") {
+    Rng data_rng(5);
+    const TensorI windows = TensorI::rand({3, 64}, data_rng, 0, 200);
+    const SpanCorruptionOptions o{.first_sentinel = 255, .eos_id = 201};
+    Rng rng(9), replay(9);
+    const Seq2SeqBatch batch = span_corruption_batch(windows, o, /*start_id=*/0, rng);
+    // 64 tokens: round(9.6) = 10 dropped in round(10 / 3) = 3 spans; plus the eos on each side.
+    REQUIRE(batch.encoder_ids.shape() == Shape{3, 64 - 10 + 3 + 1});
+    REQUIRE(batch.targets.shape() == Shape{3, 10 + 3 + 1});
+    REQUIRE(batch.decoder_ids.shape() == batch.targets.shape());
+    for (index_t b = 0; b < 3; ++b) {
+        const std::vector<std::int32_t> row(windows.data() + b * 64, windows.data() + (b + 1) * 64);
+        const SpanCorruptionExample ex = span_corruption(row, o, replay);  // the same draws, row by row
+        CHECK(std::equal(ex.inputs.begin(), ex.inputs.end(), batch.encoder_ids.data() + b * 58));
+        CHECK(std::equal(ex.targets.begin(), ex.targets.end(), batch.targets.data() + b * 14));
+        CHECK(batch.decoder_ids.data()[b * 14] == 0);
+        CHECK(std::equal(ex.targets.begin(), ex.targets.end() - 1, batch.decoder_ids.data() + b * 14 + 1));
+    }
+    CHECK_THROWS_WITH_AS(span_corruption_batch(TensorI::zeros({3}), o, 0, rng),
+                         doctest::Contains("span_corruption_batch: windows must be (B, L)"), Error);
 }

@@ -199,4 +199,40 @@ inline SpanCorruptionExample span_corruption(std::span<const std::int32_t> token
     return span_corruption(tokens, layout, o.first_sentinel, o.eos_id);
 }
 
+// A training batch for an encoder-decoder model (T5).
+struct Seq2SeqBatch {
+    TensorI encoder_ids;  // (B, Te)
+    TensorI decoder_ids;  // (B, Td): the targets shifted right behind the decoder start token
+    TensorI targets;      // (B, Td)
+};
+
+// Span corruption of each row of `windows` (B, L), one random layout per row.
+// Rows of equal length get equal counts (span_corruption_counts), so every
+// row's input and target have the same lengths and the batch needs no padding.
+// decoder_ids = [start_id, targets[0 .. Td - 2]] (T5's shift_right).
+inline Seq2SeqBatch span_corruption_batch(const TensorI& windows, const SpanCorruptionOptions& o,
+                                          std::int32_t start_id, Rng& rng) {
+    LLMBLOCKS_CHECK(windows.defined() && windows.dim() == 2 && windows.size(0) >= 1 && windows.size(1) >= 2,
+                    "span_corruption_batch: windows must be (B, L) with B >= 1 and L >= 2, got ",
+                    windows.defined() ? windows.shape() : Shape{});
+    const TensorI w = windows.contiguous();
+    const index_t B = w.size(0), L = w.size(1);
+    Seq2SeqBatch batch;
+    for (index_t b = 0; b < B; ++b) {
+        const SpanCorruptionExample ex = span_corruption(std::span<const std::int32_t>(w.data() + b * L, L), o, rng);
+        const auto Te = static_cast<index_t>(ex.inputs.size()), Td = static_cast<index_t>(ex.targets.size());
+        if (b == 0) {
+            batch.encoder_ids = TensorI::empty({B, Te});
+            batch.decoder_ids = TensorI::empty({B, Td});
+            batch.targets = TensorI::empty({B, Td});
+        }
+        std::copy(ex.inputs.begin(), ex.inputs.end(), batch.encoder_ids.data() + b * Te);
+        std::copy(ex.targets.begin(), ex.targets.end(), batch.targets.data() + b * Td);
+        std::int32_t* dec = batch.decoder_ids.data() + b * Td;
+        dec[0] = start_id;
+        std::copy(ex.targets.begin(), ex.targets.end() - 1, dec + 1);
+    }
+    return batch;
+}
+
 }  // namespace llmblocks
