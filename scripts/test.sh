@@ -37,19 +37,30 @@ done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-echo "== consumer: find_package against an install prefix, building the README example"
+echo "== consumer: find_package against an install prefix, building the README examples"
 cmake --install build/release --prefix "$tmp/prefix" >/dev/null
 cp -r tests/consumers/find_package "$tmp/find_package"
-# The README's first C++ code block is the example; compile exactly that.
-awk '/^```cpp/{inside=1; next} /^```/{if (inside) exit} inside' README.md > "$tmp/find_package/main.cpp"
-if [[ ! -s "$tmp/find_package/main.cpp" ]]; then
+# Every C++ code block of the README is an example; compile and run exactly those.
+awk -v dir="$tmp/find_package" '/^```cpp/{n++; out=sprintf("%s/example_%d.cpp", dir, n); inside=1; next}
+     /^```/{inside=0; next} inside{print > out}' README.md
+examples=("$tmp"/find_package/example_*.cpp)
+if [[ ! -s "${examples[0]}" ]]; then
   echo "README.md has no \`\`\`cpp block" >&2
   exit 1
 fi
+ok=1
 if cmake -S "$tmp/find_package" -B "$tmp/find_package/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
       -DCMAKE_BUILD_TYPE=Release >/dev/null &&
-   cmake --build "$tmp/find_package/build" -j "$jobs" &&
-   "$tmp/find_package/build/consumer"; then
+   cmake --build "$tmp/find_package/build" -j "$jobs"; then
+  for src in "${examples[@]}"; do
+    name=$(basename "$src" .cpp)
+    echo "-- README $name"
+    "$tmp/find_package/build/$name" || ok=0
+  done
+else
+  ok=0
+fi
+if [[ $ok -eq 1 ]]; then
   passed=$((passed + 1))
 else
   echo "== consumer find_package: FAILED" >&2
