@@ -65,6 +65,7 @@ public:
             out_ << '\r' << line << "\x1b[K";
             if (last) out_ << '\n';
             out_.flush();
+            open_line_ = !last;
         } else if (step == first_ + 1 || last || val_loss || step % log_every_ == 0) {
             out_ << line << '\n';
             out_.flush();
@@ -75,8 +76,8 @@ public:
 
     // Ends the line on a terminal if the last update was not the last step.
     void finish() {
-        if (interactive_ && drawn_) out_ << '\n';
-        drawn_ = false;
+        if (open_line_) out_ << '\n';
+        open_line_ = false;
     }
 
 private:
@@ -109,6 +110,7 @@ private:
     std::int64_t log_every_;
     Clock::time_point start_, last_draw_{};
     bool drawn_ = false;
+    bool open_line_ = false;  // a redrawn line without its newline yet
     std::optional<double> last_val_;
 };
 

@@ -18,6 +18,7 @@
 #include "llmblocks/io/config.hpp"
 #include "llmblocks/io/gpt2_checkpoint.hpp"
 #include "llmblocks/models/gpt2.hpp"
+#include "llmblocks/models/palm.hpp"
 #include "support/compare.hpp"
 #include "support/fixture_math.hpp"
 #include "support/temp_dir.hpp"
@@ -270,4 +271,40 @@ TEST_CASE("gpt2 misuse throws with the shapes") {
     GPT2Config bad = c;
     bad.n_head = 5;
     CHECK_THROWS_AS(GPT2Model<float>(bad, rng), Error);
+}
+
+// Prefix LM (forward's prefix_length P): rows before P see the whole prefix, rows from P on
+// stay causal. Changing token P - 1 must change row 0 with P and leave it alone without.
+template <class Model>
+void check_prefix_lm(const Model& model, index_t vocab) {
+    auto guard = no_grad();
+    Rng rng(4);
+    const index_t T = 8, P = 5;
+    TensorI ids = TensorI::rand({2, T}, rng, 0, static_cast<std::int32_t>(vocab));
+    TensorI changed = ids.clone();
+    changed.data()[P - 1] = (changed.data()[P - 1] + 1) % static_cast<std::int32_t>(vocab);
+    const auto row = [](const Variable<float>& logits, index_t t) { return logits.value().select(0, 0).select(0, t).contiguous(); };
+    const auto max_diff = [](const TensorF& a, const TensorF& b) { return compare(a, b, 0.0, 0.0).max_abs_diff; };
+    const auto differs = [&](index_t prefix, index_t t) {
+        const TensorF a = row(model.forward(ids, {}, prefix), t), b = row(model.forward(changed, {}, prefix), t);
+        return max_diff(a, b) > 1e-6;
+    };
+    CHECK(differs(P, 0));       // the prefix sees its own later tokens ...
+    CHECK_FALSE(differs(0, 0)); // ... a causal model does not
+    CHECK(differs(P, P - 1));
+    // Rows from P on: causal over the prefix and what follows; row P + 1 ignores token P + 2.
+    TensorI later = ids.clone();
+    later.data()[P + 2] = (later.data()[P + 2] + 1) % static_cast<std::int32_t>(vocab);
+    CHECK(max_diff(row(model.forward(ids, {}, P), P + 1), row(model.forward(later, {}, P), P + 1)) == 0.0);
+    // P = 0 is the plain causal model; P outside [0, T] is an error naming it.
+    CHECK(max_diff(model.forward(ids, {}, 0).value(), model.forward(ids).value()) == 0.0);
+    CHECK_THROWS_WITH_AS(model.forward(ids, {}, T + 1), doctest::Contains("prefix_length 9"), Error);
+}
+
+TEST_CASE("gpt2 and palm as prefix LMs: the prefix is fully visible, the rest causal") {
+    Rng rng(3);
+    const GPT2Config c = small_config(false);
+    check_prefix_lm(GPT2Model<float>(c, rng), c.vocab_size);
+    const PaLMConfig p = PaLMConfig::preset("tiny");
+    check_prefix_lm(PaLMModel<float>(p, rng), p.vocab_size);
 }

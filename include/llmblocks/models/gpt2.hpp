@@ -48,6 +48,12 @@ inline void check_ids(const char* model, const TensorI& ids) {
                     ": token ids must be (B, T) with B, T >= 1, got ", ids.defined() ? ids.shape() : Shape{});
 }
 
+// prefix_length must be in [0, T] (0: plain causal).
+inline void check_prefix(const char* model, const TensorI& ids, index_t prefix_length) {
+    LLMBLOCKS_CHECK(prefix_length >= 0 && prefix_length <= ids.size(1), model, ": prefix_length ", prefix_length,
+                    " is outside [0, T] for ids ", ids.shape());
+}
+
 }  // namespace detail
 
 template <class T>
@@ -73,17 +79,21 @@ struct GPT2Model {
 
     // ids (B, T) -> logits (B, T, V). Records the graph when parameters require grad and
     // gradients are enabled. padding_mask, if given, is (B, T) row-major with 0 marking padding
-    // keys (Hugging Face's attention_mask); positions stay 0 .. T-1.
-    Variable<T> forward(const TensorI& ids, const std::vector<std::uint8_t>& padding_mask = {}) const {
-        return run(ids, nullptr, padding_mask);
+    // keys (Hugging Face's attention_mask); positions stay 0 .. T-1. prefix_length P > 0 makes
+    // it a prefix LM (T5 paper, section 3.2.1): tokens 0 .. P-1 see each other in every global
+    // layer, the rest stay causal (GPT-3's local layers keep their band).
+    Variable<T> forward(const TensorI& ids, const std::vector<std::uint8_t>& padding_mask = {},
+                        index_t prefix_length = 0) const {
+        return run(ids, nullptr, padding_mask, prefix_length);
     }
 
     // Mean cross-entropy over rows with targets != -100; targets (B, T) align with the logits
     // rows (no internal shift: the caller passes next tokens as targets).
-    Variable<T> loss(const TensorI& ids, const TensorI& targets, const std::vector<std::uint8_t>& padding_mask = {}) const {
+    Variable<T> loss(const TensorI& ids, const TensorI& targets, const std::vector<std::uint8_t>& padding_mask = {},
+                     index_t prefix_length = 0) const {
         LLMBLOCKS_CHECK(targets.defined() && targets.shape() == ids.shape(), config.model_type, ": targets ",
                         targets.defined() ? targets.shape() : Shape{}, " must have the shape of the ids ", ids.shape());
-        return cross_entropy(forward(ids, padding_mask), targets);
+        return cross_entropy(forward(ids, padding_mask, prefix_length), targets);
     }
 
     // A KV cache for `batch` sequences of up to max_len tokens (default: n_positions).
@@ -97,7 +107,7 @@ struct GPT2Model {
     // does the same for one new token per sequence, tokens (B).
     Tensor<T> prefill(const TensorI& ids, KVCache<T>& cache) const {
         auto guard = no_grad();
-        return detail::last_position(run(ids, &cache, {}));
+        return detail::last_position(run(ids, &cache, {}, 0));
     }
     Tensor<T> decode_step(const TensorI& tokens, KVCache<T>& cache) const {
         LLMBLOCKS_CHECK(tokens.defined() && tokens.dim() == 1, config.model_type, ": decode_step takes (B) tokens, got ",
@@ -115,8 +125,10 @@ struct GPT2Model {
 
 private:
     // The network, with or without a cache (positions then continue after the cached tokens).
-    Variable<T> run(const TensorI& ids, KVCache<T>* cache, const std::vector<std::uint8_t>& padding_mask) const {
+    Variable<T> run(const TensorI& ids, KVCache<T>* cache, const std::vector<std::uint8_t>& padding_mask,
+                    index_t prefix_length) const {
         detail::check_ids(config.model_type.c_str(), ids);
+        detail::check_prefix(config.model_type.c_str(), ids, prefix_length);
         const index_t B = ids.size(0), T_ = ids.size(1);
         const index_t pos0 = cache ? cache->length() : 0;
         LLMBLOCKS_CHECK(pos0 + T_ <= config.n_positions, config.model_type, ": ", pos0, " cached + ", T_,
@@ -133,6 +145,9 @@ private:
             if (config.span(i) == AttentionSpan::Local) {
                 ctx.mask = AttentionMask::local;  // GPT-3: banded layer, keys i - W < j <= i
                 ctx.window = config.window_size;
+            } else if (prefix_length > 0) {
+                ctx.mask = AttentionMask::prefix_lm;
+                ctx.prefix_length = prefix_length;
             }
             ctx.key_padding_mask = padding_mask;
             if (cache) ctx.cache = &(*cache)[i];

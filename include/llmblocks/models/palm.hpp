@@ -86,16 +86,18 @@ struct PaLMModel {
         rope = RotaryEmbedding<T>(r);
     }
 
-    // ids (B, T) -> logits (B, T, V); padding_mask as GPT2Model::forward.
-    Variable<T> forward(const TensorI& ids, const std::vector<std::uint8_t>& padding_mask = {}) const {
-        return run(ids, nullptr, padding_mask);
+    // ids (B, T) -> logits (B, T, V); padding_mask and prefix_length as GPT2Model::forward.
+    Variable<T> forward(const TensorI& ids, const std::vector<std::uint8_t>& padding_mask = {},
+                        index_t prefix_length = 0) const {
+        return run(ids, nullptr, padding_mask, prefix_length);
     }
 
     // Mean cross-entropy over rows with targets != -100, targets (B, T) aligned with the logits.
-    Variable<T> loss(const TensorI& ids, const TensorI& targets, const std::vector<std::uint8_t>& padding_mask = {}) const {
+    Variable<T> loss(const TensorI& ids, const TensorI& targets, const std::vector<std::uint8_t>& padding_mask = {},
+                     index_t prefix_length = 0) const {
         LLMBLOCKS_CHECK(targets.defined() && targets.shape() == ids.shape(), "palm: targets ",
                         targets.defined() ? targets.shape() : Shape{}, " must have the shape of the ids ", ids.shape());
-        return cross_entropy(forward(ids, padding_mask), targets);
+        return cross_entropy(forward(ids, padding_mask, prefix_length), targets);
     }
 
     // A KV cache for `batch` sequences of up to max_len tokens (default: max_position_embeddings):
@@ -108,7 +110,7 @@ struct PaLMModel {
     // Incremental decoding under no_grad, as GPT2Model: last logits (B, V).
     Tensor<T> prefill(const TensorI& ids, KVCache<T>& cache) const {
         auto guard = no_grad();
-        return detail::last_position(run(ids, &cache, {}));
+        return detail::last_position(run(ids, &cache, {}, 0));
     }
     Tensor<T> decode_step(const TensorI& tokens, KVCache<T>& cache) const {
         LLMBLOCKS_CHECK(tokens.defined() && tokens.dim() == 1, "palm: decode_step takes (B) tokens, got ",
@@ -128,8 +130,10 @@ struct PaLMModel {
     }
 
 private:
-    Variable<T> run(const TensorI& ids, KVCache<T>* cache, const std::vector<std::uint8_t>& padding_mask) const {
+    Variable<T> run(const TensorI& ids, KVCache<T>* cache, const std::vector<std::uint8_t>& padding_mask,
+                    index_t prefix_length) const {
         detail::check_ids("palm", ids);
+        detail::check_prefix("palm", ids, prefix_length);
         const index_t B = ids.size(0), T_ = ids.size(1);
         LLMBLOCKS_CHECK(!cache || cache->n_layers() == config.num_hidden_layers, "palm: the KV cache has ",
                         cache ? cache->n_layers() : 0, " layers, the model ", config.num_hidden_layers);
@@ -139,7 +143,11 @@ private:
 
         Variable<T> x = embed_tokens(ids);  // (B, T, C); PaLM: no embedding scaling
         for (index_t i = 0; i < config.num_hidden_layers; ++i) {
-            AttentionContext<T> ctx;  // causal
+            AttentionContext<T> ctx;  // causal, or a prefix LM
+            if (prefix_length > 0) {
+                ctx.mask = AttentionMask::prefix_lm;
+                ctx.prefix_length = prefix_length;
+            }
             ctx.rope = &rope;         // PaLM: RoPE on q and k at positions pos0 .. pos0+T-1
             ctx.key_padding_mask = padding_mask;
             if (cache) ctx.cache = &(*cache)[i];
