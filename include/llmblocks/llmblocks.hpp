@@ -9,5 +9,6 @@
 #include "llmblocks/nn.hpp"
 #include "llmblocks/models.hpp"
 #include "llmblocks/train.hpp"
+#include "llmblocks/infer.hpp"
 #include "llmblocks/io.hpp"
 #include "llmblocks/analysis.hpp"
