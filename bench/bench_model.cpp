@@ -1,11 +1,11 @@
 // bench/bench_model.cpp — whole-model figures for GPT-2 124M (random init, fp32):
 //
 //   train_step/gpt2-124M/B4xT64   forward + backward + AdamW on a (4, 64) batch
-//   decode/gpt2-124M/p16n128      batch 1: prefill a 16-token prompt, then 128
-//                                 greedy steps with the KV cache
+//   decode/gpt2-124M/p16n128      batch 1: generate() 128 greedy tokens after a
+//                                 16-token prompt (prefill, then the KV cache)
 //
-// Counters: tokens_per_s (train: B*T per step; decode: the 128 new tokens per
-// run), and for the training step GFLOPS and MFU: the model FLOPs of
+// Counters: tokens_per_s (train: B*T per step; decode: the 128 new tokens over
+// the whole call, prefill included), and for the training step GFLOPS and MFU: the model FLOPs of
 // analysis/counts.hpp (6 N + attention per token, Chinchilla-style) over the
 // time, divided by the FMA peak that peak/fma measures first in the same run
 // (every thread runs independent fused multiply-adds on registers: the most
@@ -21,9 +21,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "llmblocks/analysis/counts.hpp"
 #include "llmblocks/core/threading.hpp"
+#include "llmblocks/infer/generate.hpp"
 #include "llmblocks/kernels/simd.hpp"
 #include "llmblocks/models/gpt2.hpp"
 #include "llmblocks/nn/module.hpp"
@@ -104,20 +106,13 @@ void decode(benchmark::State& state) {
     constexpr index_t prompt = 16, new_tokens = 128;
     GPT2Model<float>& model = gpt2_124m();
     const TensorI ids = random_ids(1, prompt, model.config.vocab_size, 3);
-    KVCache<float> cache = model.make_cache(1, prompt + new_tokens);
+    const std::vector<std::int32_t> tokens(ids.data(), ids.data() + prompt);
+    GenerateOptions options;
+    options.max_new_tokens = new_tokens;
+    options.sampling.temperature = 0;  // greedy: what is timed is the model, not the draw
     for (auto _ : state) {
-        cache.reset();
-        Tensor<float> logits = model.prefill(ids, cache);
-        TensorI next = TensorI::zeros({1});
-        for (index_t i = 0; i < new_tokens; ++i) {
-            const float* row = logits.data();
-            index_t best = 0;
-            for (index_t v = 1; v < logits.size(1); ++v)
-                if (row[v] > row[best]) best = v;
-            next.data()[0] = static_cast<std::int32_t>(best);
-            logits = model.decode_step(next, cache);
-        }
-        benchmark::DoNotOptimize(logits.data());
+        const Generation g = generate(model, {tokens}, options);  // prefill + 127 cached steps
+        benchmark::DoNotOptimize(g.tokens.data());
     }
     state.counters["tokens_per_s"] = benchmark::Counter(double(new_tokens), benchmark::Counter::kIsIterationInvariantRate);
 }

@@ -231,8 +231,9 @@ TEST_CASE("gemm: the same result on one thread, two threads and inside a paralle
 }
 
 // Wide products are cut into column slabs (about 192 columns and up) that the
-// threads take from a shared counter, per block of MC rows; the packed A block
-// is kept across a thread's slabs unless it exceeds 4 MiB.
+// threads take from a shared counter, per block of MC rows; the threads pack
+// op(A) together into one shared buffer (520 x 100: 3 row blocks), or each
+// its own block, repacked per slab when it exceeds 4 MiB (13 x 40000 doubles).
 template <class T>
 void check_slabs_case(index_t M, index_t N, index_t K, Rng& rng) {
     const auto A = random_vector<T>(M * K, rng);
@@ -359,6 +360,54 @@ TEST_CASE("gemv: both orientations against a double-precision product, unaligned
                             break;
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+// The threaded GEMV cuts x·W with a short output (N <= 4096 floats) into
+// chunks of rows of W with partial sums, a long one into chunks of columns,
+// and x·Wᵀ into chunks of rows; the chunks depend on the sizes only, so one
+// and two threads give the same bits.
+TEST_CASE("gemv: split over K or N, the same result on one and two threads") {
+    Rng rng(21);
+    struct NK {
+        index_t N, K;
+    };
+    const NK shapes[] = {{2304, 768}, {300, 3001}, {4097, 70}, {9000, 61}, {77, 5000}};
+    for (const NK& s : shapes) {
+        for (bool trans_w : {false, true}) {
+            const index_t ldw = (trans_w ? s.K : s.N) + 3;
+            const auto W = random_vector<float>((trans_w ? s.N : s.K) * ldw, rng);
+            const auto x = random_vector<float>(s.K, rng);
+            const auto y0 = random_vector<float>(s.N, rng);
+            std::vector<float> y1 = y0, y2 = y0, want = y0;
+            const int original = get_num_threads();
+            set_num_threads(1);
+            gemv<float>(trans_w, s.N, s.K, 0.5f, x.data(), 1, W.data(), ldw, -1.0f, y1.data(), 1);
+            set_num_threads(2);
+            gemv<float>(trans_w, s.N, s.K, 0.5f, x.data(), 1, W.data(), ldw, -1.0f, y2.data(), 1);
+            set_num_threads(original);
+            CHECK_MESSAGE(y1 == y2, "trans_w=", trans_w, " N=", s.N, " K=", s.K);
+            const double eps = std::numeric_limits<float>::epsilon();
+            int failures = 0;
+            for (index_t n = 0; n < s.N && failures < 3; ++n) {
+                double sum = 0.0, abs_sum = 0.0;
+                for (index_t k = 0; k < s.K; ++k) {
+                    const std::size_t at = static_cast<std::size_t>(trans_w ? n * ldw + k : k * ldw + n);
+                    const double w = W[at];
+                    sum += x[static_cast<std::size_t>(k)] * w;
+                    abs_sum += std::abs(x[static_cast<std::size_t>(k)] * w);
+                }
+                const double c = y0[static_cast<std::size_t>(n)];
+                const double expected = 0.5 * sum - c;
+                const double bound = 2.0 * static_cast<double>(s.K + 2) * eps * (0.5 * abs_sum + std::abs(c));
+                const double got = y2[static_cast<std::size_t>(n)];
+                if (!(std::abs(got - expected) <= bound)) {
+                    ++failures;
+                    FAIL_CHECK("gemv trans_w=" << trans_w << " N=" << s.N << " K=" << s.K << ": y[" << n
+                                               << "] = " << got << ", expected " << expected);
                 }
             }
         }

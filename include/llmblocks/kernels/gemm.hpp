@@ -19,16 +19,18 @@
 // panels and runs a register-blocked FMA micro-kernel (Goto & van de Geijn
 // 2008; BLIS). For wide C the threads take column slabs of C from an atomic
 // counter (a thread the OS parks holds the call up by one slab at most, not by
-// its whole share), each packing its block of op(A) once per call and its own
-// B panels into thread-local scratch kept between calls; tall, narrow C is
-// split by rows. One-row products (M == 1, and N == 1 by symmetry) are bound
-// by the bandwidth of reading the weight once, so they go to the streaming
-// GEMV kernels instead, threaded over the output.
+// its whole share); they pack op(A) together, once per call, into one shared
+// buffer, and each packs the B panels of its slabs into thread-local scratch
+// kept between calls; tall, narrow C is split by rows. One-row products
+// (M == 1, and N == 1 by symmetry) are bound by the bandwidth of reading the
+// weight once, so they go to the streaming GEMV kernels instead, whose chunks
+// of W the threads also take from an atomic counter.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <thread>
 #include <vector>
 
 #include "llmblocks/core/error.hpp"
@@ -101,40 +103,46 @@ inline constexpr index_t kMinWorkPerThread = index_t(1) << 20;
 // over the thread's packed A block.
 inline constexpr index_t kSlabsPerThread = 4;
 
-// y[n0:n1] = alpha * sum_k x[k] W[k, n] + beta * y, W is K x N (ldw), x and y contiguous.
-// Streams 4 rows of W at a time over a tile of y kept in L1, so the hardware
+// Rows of op(A) (in MR-row panels) that one thread packs at a time when the
+// threads share one packed op(A), and the largest op(A) they share: 16 MiB
+// (e.g. 1024 x 3072 floats); beyond that each thread packs its own blocks.
+inline constexpr index_t kSharedAPanels = 8;
+template <class T>
+inline constexpr index_t kMaxSharedA = (index_t(16) << 20) / static_cast<index_t>(sizeof(T));
+
+// y[n0:n1] = alpha * sum_{k0 <= k < k1} x[k] W[k, n] + beta * y, W is K x N
+// (ldw), x and y contiguous. Streams 8 rows of W at a time over a tile of y
+// kept in L1 (one load and one store of the tile per 8 FMAs), so the hardware
 // prefetcher sees a few long sequential streams.
 template <class T>
-inline void gemv_rows_kernel(index_t n0, index_t n1, index_t K, T alpha, const T* x, const T* W, index_t ldw,
-                             T beta, T* y) {
+inline void gemv_rows_kernel(index_t n0, index_t n1, index_t k0, index_t k1, T alpha, const T* x, const T* W,
+                             index_t ldw, T beta, T* y) {
     using Batch = simd::batch<T>;
     constexpr index_t Wd = simd::width<T>;
-    constexpr index_t kTile = 8192 / static_cast<index_t>(sizeof(T));
+    constexpr int kRows = 8;
+    constexpr index_t kTile = 16384 / static_cast<index_t>(sizeof(T));
     alignas(64) T acc[kTile];
     for (index_t t0 = n0; t0 < n1; t0 += kTile) {
         const index_t len = std::min(kTile, n1 - t0);
         const index_t vec_len = len / Wd * Wd;
         std::fill(acc, acc + len, T(0));
-        index_t k = 0;
-        for (; k + 4 <= K; k += 4) {
-            const T* w0 = W + k * ldw + t0;
-            const T* w1 = w0 + ldw;
-            const T* w2 = w1 + ldw;
-            const T* w3 = w2 + ldw;
-            const Batch x0(x[k]), x1(x[k + 1]), x2(x[k + 2]), x3(x[k + 3]);
+        index_t k = k0;
+        for (; k + kRows <= k1; k += kRows) {
+            const T* w = W + k * ldw + t0;
+            Batch xk[kRows];
+            static_for<kRows>([&](auto r) { xk[r] = Batch(x[k + r]); });
             for (index_t j = 0; j < vec_len; j += Wd) {
                 Batch a = Batch::load_aligned(acc + j);
-                a = xsimd::fma(x0, simd::load(w0 + j), a);
-                a = xsimd::fma(x1, simd::load(w1 + j), a);
-                a = xsimd::fma(x2, simd::load(w2 + j), a);
-                a = xsimd::fma(x3, simd::load(w3 + j), a);
+                static_for<kRows>([&](auto r) { a = xsimd::fma(xk[r], simd::load(w + r * ldw + j), a); });
                 a.store_aligned(acc + j);
             }
             for (index_t j = vec_len; j < len; ++j) {
-                acc[j] += x[k] * w0[j] + x[k + 1] * w1[j] + x[k + 2] * w2[j] + x[k + 3] * w3[j];
+                T a = acc[j];
+                for (int r = 0; r < kRows; ++r) a += x[k + r] * w[r * ldw + j];
+                acc[j] = a;
             }
         }
-        for (; k < K; ++k) {
+        for (; k < k1; ++k) {
             const T* w0 = W + k * ldw + t0;
             const Batch x0(x[k]);
             for (index_t j = 0; j < vec_len; j += Wd) {
@@ -151,18 +159,11 @@ inline void gemv_rows_kernel(index_t n0, index_t n1, index_t K, T alpha, const T
     }
 }
 
-// Sum of the lanes of v (through memory: one call per dot product).
-template <class T>
-inline T lane_sum(const simd::batch<T>& v) {
-    alignas(64) T lanes[simd::width<T>];
-    v.store_aligned(lanes);
-    T s = T(0);
-    for (index_t i = 0; i < simd::width<T>; ++i) s += lanes[i];
-    return s;
-}
-
 // y[n0:n1] = alpha * sum_k W[n, k] x[k] + beta * y, W is N x K (ldw): one dot
-// product per row, 4 rows at a time sharing each load of x.
+// product per row, simd::width<T> rows at a time (one accumulator each, all
+// sharing each load of x), their lanes summed at the end by one in-register
+// transpose and width<T> - 1 vector adds (xsimd 8.1's haddp, which would do
+// the same, returns the AVX-512 float lanes out of order).
 template <class T>
 inline void gemv_dots_kernel(index_t n0, index_t n1, index_t K, T alpha, const T* x, const T* W, index_t ldw,
                              T beta, T* y) {
@@ -171,52 +172,99 @@ inline void gemv_dots_kernel(index_t n0, index_t n1, index_t K, T alpha, const T
     const index_t vec_k = K / Wd * Wd;
     auto finish = [&](index_t n, T dot) { y[n] = beta == T(0) ? alpha * dot : alpha * dot + beta * y[n]; };
     index_t n = n0;
-    for (; n + 4 <= n1; n += 4) {
-        const T* w0 = W + n * ldw;
-        const T* w1 = w0 + ldw;
-        const T* w2 = w1 + ldw;
-        const T* w3 = w2 + ldw;
-        Batch s0(T(0)), s1(T(0)), s2(T(0)), s3(T(0));
+    for (; n + Wd <= n1; n += Wd) {
+        const T* w = W + n * ldw;
+        Batch s[Wd];
+        static_for<static_cast<int>(Wd)>([&](auto r) { s[r] = Batch(T(0)); });
         for (index_t k = 0; k < vec_k; k += Wd) {
             const Batch xv = simd::load(x + k);
-            s0 = xsimd::fma(simd::load(w0 + k), xv, s0);
-            s1 = xsimd::fma(simd::load(w1 + k), xv, s1);
-            s2 = xsimd::fma(simd::load(w2 + k), xv, s2);
-            s3 = xsimd::fma(simd::load(w3 + k), xv, s3);
+            static_for<static_cast<int>(Wd)>([&](auto r) { s[r] = xsimd::fma(simd::load(w + r * ldw + k), xv, s[r]); });
         }
-        T d0 = lane_sum(s0), d1 = lane_sum(s1), d2 = lane_sum(s2), d3 = lane_sum(s3);
-        for (index_t k = vec_k; k < K; ++k) {
-            d0 += w0[k] * x[k];
-            d1 += w1[k] * x[k];
-            d2 += w2[k] * x[k];
-            d3 += w3[k] * x[k];
+        // Lane sums of the Wd accumulators: transpose them (row r of `lanes`
+        // holds lane r of every accumulator) and add the rows.
+        alignas(64) T sums[Wd * Wd], lanes[Wd * Wd];
+        static_for<static_cast<int>(Wd)>([&](auto r) { s[r].store_aligned(sums + r * Wd); });
+        transpose_block(sums, Wd, lanes, Wd);
+        Batch total = Batch::load_aligned(lanes);
+        for (index_t r = 1; r < Wd; ++r) total += Batch::load_aligned(lanes + r * Wd);
+        alignas(64) T dots[Wd];
+        total.store_aligned(dots);
+        for (index_t r = 0; r < Wd; ++r) {
+            T d = dots[r];
+            for (index_t k = vec_k; k < K; ++k) d += w[r * ldw + k] * x[k];
+            finish(n + r, d);
         }
-        finish(n, d0);
-        finish(n + 1, d1);
-        finish(n + 2, d2);
-        finish(n + 3, d3);
     }
     for (; n < n1; ++n) {
         const T* w0 = W + n * ldw;
         Batch s0(T(0));
         for (index_t k = 0; k < vec_k; k += Wd) s0 = xsimd::fma(simd::load(w0 + k), simd::load(x + k), s0);
-        T d0 = lane_sum(s0);
+        T d0 = xsimd::hadd(s0);
         for (index_t k = vec_k; k < K; ++k) d0 += w0[k] * x[k];
         finish(n, d0);
     }
+}
+
+// How the threads share a GEMV. The work is cut into chunks that the threads
+// take from an atomic counter, so that the calling thread starts at once and a
+// thread that wakes late (or that the OS parks) takes fewer chunks instead of
+// holding the call up. The chunks depend on the sizes only, never on the
+// number of threads, and every output is summed in the same order whichever
+// thread computes it.
+//  - x·W with a short output (N <= kGemvSplitKColumns): chunks of rows of W,
+//    each a contiguous block of memory (one long sequential read) summed into
+//    its own partial y; the partials are then added in chunk order. Split over
+//    N, a thread would read a short piece of every row (1.5 KB of each 3 KB
+//    row for 768 x 768), which the prefetcher streams worse.
+//  - x·W with a long output: chunks of at least kGemvMinColumns columns
+//    (16 KB pieces of each row of W).
+//  - x·Wᵀ: chunks of rows of W (= outputs), contiguous blocks again.
+template <class T>
+inline constexpr index_t kGemvSplitKColumns = 16384 / static_cast<index_t>(sizeof(T));
+template <class T>
+inline constexpr index_t kGemvMinColumns = 16384 / static_cast<index_t>(sizeof(T));
+// Multiply-adds per chunk (about 40 us on one core here, W streamed from L3),
+// and the most partial outputs a split-K product keeps.
+inline constexpr index_t kGemvChunkWork = index_t(1) << 18;
+inline constexpr index_t kGemvMaxPartials = 16;
+
+// Runs fn(chunk) for chunk = 0 .. chunks-1 on up to get_num_threads()
+// threads, which take the chunks from a shared counter; serially when the
+// whole product is small.
+template <class Fn>
+inline void run_chunks(index_t chunks, index_t work, Fn&& fn) {
+    const index_t useful = std::max<index_t>(1, work / (kMinWorkPerThread / 8));
+    const index_t threads = in_parallel_region() ? 1 : std::min<index_t>({get_num_threads(), chunks, useful});
+    if (threads <= 1) {
+        for (index_t c = 0; c < chunks; ++c) fn(c);
+        return;
+    }
+    std::atomic<index_t> next{0};
+    parallel_for(0, threads, 1, [&](index_t, index_t) {
+        for (index_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) fn(c);
+    });
 }
 
 // gemv without argument checks.
 template <class T>
 inline void gemv_unchecked(bool trans_w, index_t N, index_t K, T alpha, const T* x, index_t incx, const T* W,
                            index_t ldw, T beta, T* y, index_t incy) {
+    using Batch = simd::batch<T>;
+    constexpr index_t Wd = simd::width<T>;
     if (N == 0) return;
     if (K == 0 || alpha == T(0)) {
         for (index_t n = 0; n < N; ++n) y[n * incy] = beta == T(0) ? T(0) : beta * y[n * incy];
         return;
     }
-    // Strided vectors go through contiguous scratch of the calling thread.
-    T* buffer = (incx != 1 || incy != 1) ? scratch<T>(2, K + N) : nullptr;
+    const index_t work = N * K;
+    const index_t even_chunks = std::max<index_t>(1, (work + kGemvChunkWork - 1) / kGemvChunkWork);
+    // Split-K partials of x·W: an even number (two threads balance), rows in multiples of 8.
+    const bool split_k = !trans_w && N <= kGemvSplitKColumns<T> && even_chunks > 1;
+    const index_t k_chunks =
+        split_k ? std::min<index_t>({kGemvMaxPartials, (even_chunks + 1) / 2 * 2, std::max<index_t>(1, K / 8)}) : 1;
+    // Strided vectors and the partial sums go through scratch of the calling thread.
+    const bool strided = incx != 1 || incy != 1;
+    T* buffer = (strided || k_chunks > 1) ? scratch<T>(2, K + N + k_chunks * N) : nullptr;
     const T* xs = x;
     if (incx != 1) {
         for (index_t k = 0; k < K; ++k) buffer[k] = x[k * incx];
@@ -229,21 +277,45 @@ inline void gemv_unchecked(bool trans_w, index_t N, index_t K, T alpha, const T*
             for (index_t n = 0; n < N; ++n) ys[n] = y[n * incy];
         }
     }
-    // Units of 4 vectors (rows kernel) or 4 rows (dots kernel) per thread chunk.
-    // (Smaller chunks from an atomic counter, as in the GEMM, were slower on
-    // 1 x 768 x 2304 in the runs of docs/performance.md.)
-    const index_t unit = trans_w ? 4 : 4 * simd::width<T>;
-    const index_t units = (N + unit - 1) / unit;
-    const index_t grain = std::max<index_t>(1, (kMinWorkPerThread / 8) / (K * unit));
-    parallel_for(0, units, grain, [&](index_t lo, index_t hi) {
-        const index_t n0 = lo * unit;
-        const index_t n1 = std::min(N, hi * unit);
-        if (trans_w) {
-            gemv_dots_kernel(n0, n1, K, alpha, xs, W, ldw, beta, ys);
-        } else {
-            gemv_rows_kernel(n0, n1, K, alpha, xs, W, ldw, beta, ys);
+    if (k_chunks > 1) {
+        // Chunk c sums rows [k_begin(c), k_begin(c + 1)) of W into partial c;
+        // then y = alpha * (partial 0 + ... + partial k_chunks-1) + beta * y.
+        T* partial = buffer + K + N;
+        auto k_begin = [&](index_t c) { return c == k_chunks ? K : (K / 8) * c / k_chunks * 8; };
+        run_chunks(k_chunks, work, [&](index_t c) {
+            gemv_rows_kernel(0, N, k_begin(c), k_begin(c + 1), T(1), xs, W, ldw, T(0), partial + c * N);
+        });
+        const index_t vec_n = N / Wd * Wd;
+        const Batch va(alpha), vb(beta);
+        for (index_t n = 0; n < vec_n; n += Wd) {
+            Batch sum = simd::load(partial + n);
+            for (index_t c = 1; c < k_chunks; ++c) sum += simd::load(partial + c * N + n);
+            simd::store(ys + n, beta == T(0) ? va * sum : xsimd::fma(va, sum, vb * simd::load(ys + n)));
         }
-    });
+        for (index_t n = vec_n; n < N; ++n) {
+            T sum = partial[n];
+            for (index_t c = 1; c < k_chunks; ++c) sum += partial[c * N + n];
+            ys[n] = beta == T(0) ? alpha * sum : alpha * sum + beta * ys[n];
+        }
+    } else if (trans_w) {
+        // Chunks of whole vectors of rows.
+        const index_t groups = (N + Wd - 1) / Wd;
+        const index_t chunks = std::min(groups, even_chunks);
+        run_chunks(chunks, work, [&](index_t c) {
+            const index_t n0 = groups * c / chunks * Wd;
+            const index_t n1 = std::min(N, groups * (c + 1) / chunks * Wd);
+            gemv_dots_kernel(n0, n1, K, alpha, xs, W, ldw, beta, ys);
+        });
+    } else {
+        // Chunks of at least kGemvMinColumns columns, in whole vectors.
+        const index_t groups = (N + Wd - 1) / Wd;
+        const index_t chunks = std::max<index_t>(1, std::min(even_chunks, N / kGemvMinColumns<T>));
+        run_chunks(chunks, work, [&](index_t c) {
+            const index_t n0 = groups * c / chunks * Wd;
+            const index_t n1 = std::min(N, groups * (c + 1) / chunks * Wd);
+            gemv_rows_kernel(n0, n1, index_t(0), K, alpha, xs, W, ldw, beta, ys);
+        });
+    }
     if (incy != 1) {
         for (index_t n = 0; n < N; ++n) y[n * incy] = ys[n];
     }
@@ -258,11 +330,13 @@ inline constexpr index_t kMaxCachedA = (index_t(4) << 20) / static_cast<index_t>
 // Wide C (N >= M): for each block of MC rows, the columns are cut into slabs
 // of whole panel groups that the threads take from a shared atomic counter,
 // so a thread the scheduler parks holds the call up by at most the slab it is
-// on: the other one takes the remaining slabs. Each thread packs the MC x K
-// block of op(A) once (into its scratch, kept across its slabs when it fits
-// kMaxCachedA) and its own B panels. Each element of C is summed in the same
-// order whichever thread computes it. Tall, narrow C: the threads split the
-// rows in whole MR tiles instead.
+// on: the other one takes the remaining slabs. The MC x K blocks of op(A) are
+// packed once per call, by the threads together, into a shared buffer (when
+// each fits kMaxCachedA and all of them kMaxSharedA; otherwise each thread
+// packs its own copy, kept across its slabs or, beyond kMaxCachedA, repacked
+// per slab); each thread packs its own B panels. Each element of C is summed
+// in the same order whichever thread computes it. Tall, narrow C: the threads
+// split the rows in whole MR tiles instead.
 template <class T, int MR, int NV>
 inline void gemm_threaded(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
                           index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc, Blocking blk) {
@@ -284,11 +358,42 @@ inline void gemm_threaded(bool trans_a, bool trans_b, index_t M, index_t N, inde
         const index_t row_blocks = (M + b.mc - 1) / b.mc;
         std::vector<std::atomic<index_t>> next(static_cast<std::size_t>(row_blocks));
         for (auto& n : next) n.store(0, std::memory_order_relaxed);
+        // The threads pack op(A) together into one shared buffer (each block
+        // of MC rows x all of K at rb * mc_max * K) instead of each packing
+        // all of it: in chunks of kSharedAPanels MR-row panels per block of
+        // rows and KC, which they claim through `state` (0: free, 1: being
+        // packed, 2: packed) right before the first slab that needs them.
+        const bool shared_a = cache_a && threads > 1 && row_blocks * mc_max * K <= kMaxSharedA<T>;
+        const index_t chunk_rows = kSharedAPanels * MR;
+        const index_t a_chunks = (mc_max + chunk_rows - 1) / chunk_rows;
+        const index_t k_blocks = (K + b.kc - 1) / b.kc;
+        std::vector<std::atomic<int>> state(shared_a ? static_cast<std::size_t>(row_blocks * k_blocks * a_chunks) : 0);
+        for (auto& st : state) st.store(0, std::memory_order_relaxed);
+        T* shared_packed_a = shared_a ? scratch<T>(0, row_blocks * mc_max * K) : nullptr;
+        auto pack_shared = [&](index_t rb, index_t mc, index_t pc, index_t kc) {
+            std::atomic<int>* st = state.data() + (rb * k_blocks + pc / b.kc) * a_chunks;
+            const index_t ic = rb * b.mc;
+            T* dst = shared_packed_a + rb * mc_max * K + mc_max * pc;
+            for (index_t q = 0; q < a_chunks; ++q) {
+                const index_t r0 = q * chunk_rows;
+                int expected = 0;
+                if (r0 < mc && st[q].compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
+                    const index_t rows = std::min(chunk_rows, mc - r0);
+                    pack_a<T, MR>(trans_a, rows, kc, trans_a ? A + pc * lda + ic + r0 : A + (ic + r0) * lda + pc,
+                                  lda, dst + r0 * kc);
+                    st[q].store(2, std::memory_order_release);
+                }
+            }
+            for (index_t q = 0; q < a_chunks && q * chunk_rows < mc; ++q) {
+                while (st[q].load(std::memory_order_acquire) != 2) std::this_thread::yield();
+            }
+        };
         parallel_for(0, threads, 1, [&](index_t, index_t) {
-            T* packed_a = scratch<T>(0, mc_max * (cache_a ? K : b.kc));
+            T* packed_a = shared_a ? nullptr : scratch<T>(0, mc_max * (cache_a ? K : b.kc));
             for (index_t rb = 0; rb < row_blocks; ++rb) {
                 const index_t ic = rb * b.mc;
                 const index_t mc = std::min(b.mc, M - ic);
+                if (shared_a) packed_a = shared_packed_a + rb * mc_max * K;
                 bool packed = false;
                 for (index_t s = next[rb].fetch_add(1); s < slabs; s = next[rb].fetch_add(1)) {
                     const index_t j0 = s * slab;
@@ -296,7 +401,9 @@ inline void gemm_threaded(bool trans_a, bool trans_b, index_t M, index_t N, inde
                     for (index_t pc = 0; pc < K; pc += b.kc) {
                         const index_t kc = std::min(b.kc, K - pc);
                         T* a = cache_a ? packed_a + mc_max * pc : packed_a;
-                        if (!cache_a || !packed) {
+                        if (shared_a) {
+                            if (!packed) pack_shared(rb, mc, pc, kc);
+                        } else if (!cache_a || !packed) {
                             pack_a<T, MR>(trans_a, mc, kc, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda, a);
                         }
                         const T* b_block = trans_b ? B + j0 * ldb + pc : B + pc * ldb + j0;
@@ -410,7 +517,8 @@ void gemm_batched(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T
 // y (N) = alpha * x (K) · op(W) (K, N) + beta * y, the one-row product of decoding.
 // W: (K, N) with leading dim ldw (x·W), or (N, K) when trans_w (x·Wᵀ, PyTorch's
 // Linear layout). x has K elements at stride incx, y has N at stride incy
-// (not read when beta == 0). Threaded over the outputs.
+// (not read when beta == 0). Threaded: the threads take chunks of W (see
+// gemv_unchecked), and the result does not depend on their number.
 template <class T>
 void gemv(bool trans_w, index_t N, index_t K, T alpha, const T* x, index_t incx, const T* W, index_t ldw, T beta,
           T* y, index_t incy) {

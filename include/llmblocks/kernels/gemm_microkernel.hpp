@@ -12,6 +12,9 @@
 // performs, for each k, MR broadcasts of A, NV vector loads of B and MR * NV
 // fused multiply-adds. alpha and beta are applied once, when the tile is
 // written back. The loop order (gemm_blocked) differs from BLIS's; see there.
+// For a non-transposed B the first tile of each panel also packs that panel
+// (loads it from B's rows, stores it packed), so B gets no packing pass of
+// its own.
 //
 // Everything is generic over simd::batch<T>: the tile shape is chosen from the
 // register width at compile time (AVX-512: 32 registers, AVX2/SSE2: 16).
@@ -46,6 +49,10 @@ inline constexpr index_t kMaxPackedA = (index_t(1) << 20) / static_cast<index_t>
 // not transposed), and how many rows ahead that packing prefetches.
 inline constexpr index_t kPanelGroupColumns = 192;
 inline constexpr index_t kPrefetchRows = 8;
+// The micro-kernel that packs a panel of B as it goes reads B's rows this
+// many k steps ahead (one of its k steps is short next to a miss to L3 or
+// memory: 16-64 measured 3-8% faster than 8 on 256 x 3072 x 768, single thread).
+inline constexpr index_t kPackPrefetchRows = 24;
 // The micro-kernel prefetches the packed B panel this many k steps ahead
 // (measured: 4 or 8 steps gain ~8% over none; the panel streams from L2).
 inline constexpr index_t kPrefetchK = 8;
@@ -56,7 +63,9 @@ struct TileShape {
     // 32 vector registers with AVX-512: a 6 x 4-vector tile uses 24 accumulators,
     // 4 for B and 1 broadcast (10 loads per 24 FMAs). Measured against 8 x 3,
     // 12 x 2 and 14 x 2 in interleaved runs: 6 x 4 was 2-3% ahead, the others
-    // within noise of each other. 16 registers (AVX2, SSE2): 6 x 2 = 12
+    // within noise of each other. Measured again once the k loop no longer
+    // spilled (see micro_kernel), single thread: 8 x 3 and 14 x 2 within noise
+    // of 6 x 4 at K = 768, 14 x 2 10-30% slower at K = 3072, 12 x 2 slower. 16 registers (AVX2, SSE2): 6 x 2 = 12
     // accumulators (4 x 2 without FMA, which needs a temporary).
     static constexpr int mr = register_bytes >= 64 ? 6 : (register_bytes >= 32 ? 6 : 4);
     static constexpr int nv = register_bytes >= 64 ? 4 : 2;
@@ -265,24 +274,47 @@ inline void pack_b(bool trans_b, index_t kc, index_t nc, const T* B, index_t ldb
 // a: packed A panel (kc x MR, only the first R rows used), b: packed B panel
 // (kc x NR), n <= NR valid columns. R is a template parameter so that an edge
 // tile of R < MR rows costs R / MR of a full one.
-template <class T, int R, int MR, int NV>
-inline void micro_kernel(index_t kc, const T* a, const T* b, T* C, index_t ldc, index_t n, T alpha, T beta) {
+// With kPackB (full panels of a non-transposed B only), b is instead op(B)'s
+// rows themselves (row k at b + k * ldb) and the kernel packs the panel into
+// b_packed as it goes: the first tile of each panel packs it, the loads and
+// stores hiding behind its FMAs, and saves a separate packing pass over B.
+template <class T, int R, int MR, int NV, bool kPackB = false>
+inline void micro_kernel(index_t kc, const T* a, const T* b, T* C, index_t ldc, index_t n, T alpha, T beta,
+                         index_t ldb = 0, T* b_packed = nullptr) {
     using Batch = simd::batch<T>;
     constexpr index_t W = simd::width<T>;
     constexpr index_t NR = NV * W;
+    // Cache lines of one row of the tile; the prefetches below are unrolled
+    // at compile time (with run-time loops, GCC's -O3 loop peeling made it
+    // spill a B vector to the stack inside the k loop).
+    constexpr int kLines = static_cast<int>((NR * static_cast<index_t>(sizeof(T)) + 63) / 64);
+    constexpr index_t kLine = 64 / static_cast<index_t>(sizeof(T));
     Batch acc[R][NV];
     static_for<R>([&](auto r) { static_for<NV>([&](auto v) { acc[r][v] = Batch(T(0)); }); });
 #if defined(__GNUC__)
-    for (int r = 0; r < R; ++r) {
-        for (index_t j = 0; j < NR; j += 64 / static_cast<index_t>(sizeof(T))) __builtin_prefetch(C + r * ldc + j, 1);
-    }
+    static_for<R>([&](auto r) { static_for<kLines>([&](auto l) { __builtin_prefetch(C + r * ldc + l * kLine, 1); }); });
 #endif
-    for (index_t k = 0; k < kc; ++k, a += MR, b += NR) {
-#if defined(__GNUC__)
-        for (index_t j = 0; j < NR; j += 64 / static_cast<index_t>(sizeof(T))) __builtin_prefetch(b + kPrefetchK * NR + j);
-#endif
+    for (index_t k = 0; k < kc; ++k, a += MR) {
         Batch bv[NV];
-        static_for<NV>([&](auto v) { bv[v] = Batch::load_aligned(b + v * W); });
+        if constexpr (kPackB) {
+#if defined(__GNUC__)
+            if (k + kPackPrefetchRows < kc) {
+                static_for<kLines>([&](auto l) { __builtin_prefetch(b + kPackPrefetchRows * ldb + l * kLine); });
+            }
+#endif
+            static_for<NV>([&](auto v) {
+                bv[v] = simd::load(b + v * W);
+                bv[v].store_aligned(b_packed + v * W);
+            });
+            b += ldb;
+            b_packed += NR;
+        } else {
+#if defined(__GNUC__)
+            static_for<kLines>([&](auto l) { __builtin_prefetch(b + kPrefetchK * NR + l * kLine); });
+#endif
+            static_for<NV>([&](auto v) { bv[v] = Batch::load_aligned(b + v * W); });
+            b += NR;
+        }
         static_for<R>([&](auto r) {
             const Batch ar(a[r]);
             static_for<NV>([&](auto v) { acc[r][v] = xsimd::fma(ar, bv[v], acc[r][v]); });
@@ -319,14 +351,17 @@ inline void micro_kernel(index_t kc, const T* a, const T* b, T* C, index_t ldc, 
 }
 
 // Dispatches an m-row tile (1 <= m <= MR) to the micro-kernel instantiated for m rows.
-template <class T, int MR, int NV>
-inline void run_tile(index_t m, index_t kc, const T* a, const T* b, T* C, index_t ldc, index_t n, T alpha, T beta) {
+template <class T, int MR, int NV, bool kPackB = false>
+inline void run_tile(index_t m, index_t kc, const T* a, const T* b, T* C, index_t ldc, index_t n, T alpha, T beta,
+                     index_t ldb = 0, T* b_packed = nullptr) {
     if (m == MR) {
-        micro_kernel<T, MR, MR, NV>(kc, a, b, C, ldc, n, alpha, beta);
+        micro_kernel<T, MR, MR, NV, kPackB>(kc, a, b, C, ldc, n, alpha, beta, ldb, b_packed);
         return;
     }
     static_for<MR - 1>([&](auto r) {
-        if (m == decltype(r)::value + 1) micro_kernel<T, decltype(r)::value + 1, MR, NV>(kc, a, b, C, ldc, n, alpha, beta);
+        if (m == decltype(r)::value + 1) {
+            micro_kernel<T, decltype(r)::value + 1, MR, NV, kPackB>(kc, a, b, C, ldc, n, alpha, beta, ldb, b_packed);
+        }
     });
 }
 
@@ -334,6 +369,9 @@ inline void run_tile(index_t m, index_t kc, const T* a, const T* b, T* C, index_
 // already packed mc x kc block of op(A) (pack_a layout). B points at op(B)'s
 // element (0, 0) of this block. Packs op(B) in groups of kPanelGroup * NR
 // columns right before use, so each group is consumed from L1/L2 by all mc rows.
+// A transposed B is packed by pack_b (W x W transposes); a non-transposed one
+// by the first tile of each full panel (micro_kernel with kPackB), which
+// measured 2-3% faster (single thread) than a separate packing pass.
 template <class T, int MR, int NV>
 inline void multiply_packed_a(bool trans_b, index_t mc, index_t n, index_t kc, T alpha, const T* packed_a,
                               const T* B, index_t ldb, T beta, T* C, index_t ldc) {
@@ -342,11 +380,23 @@ inline void multiply_packed_a(bool trans_b, index_t mc, index_t n, index_t kc, T
     T* packed_b = scratch<T>(1, kPanelGroup * NR * kc);
     for (index_t jg = 0; jg < n; jg += kPanelGroup * NR) {
         const index_t ng = std::min(kPanelGroup * NR, n - jg);
-        pack_b<T, NV>(trans_b, kc, ng, trans_b ? B + jg * ldb : B + jg, ldb, packed_b);
+        // Non-transposed B: the full panels are packed by their first tile
+        // (micro_kernel with kPackB), only a partial last panel here.
+        const index_t fused = trans_b ? 0 : ng / NR * NR;
+        if (fused < ng) {
+            pack_b<T, NV>(trans_b, kc, ng - fused, trans_b ? B + (jg + fused) * ldb : B + jg + fused, ldb,
+                          packed_b + fused * kc);
+        }
         for (index_t jr = 0; jr < ng; jr += NR) {
             const index_t nr = std::min(NR, ng - jr);
-            const T* b_panel = packed_b + jr * kc;
-            for (index_t ir = 0; ir < mc; ir += MR) {
+            T* b_panel = packed_b + jr * kc;
+            index_t ir = 0;
+            if (jr < fused) {
+                run_tile<T, MR, NV, true>(std::min<index_t>(MR, mc), kc, packed_a, B + jg + jr, C + jg + jr, ldc,
+                                          nr, alpha, beta, ldb, b_panel);
+                ir = MR;
+            }
+            for (; ir < mc; ir += MR) {
                 const index_t m = std::min<index_t>(MR, mc - ir);
                 run_tile<T, MR, NV>(m, kc, packed_a + ir * kc, b_panel, C + ir * ldc + jg + jr, ldc, nr, alpha, beta);
             }
