@@ -20,8 +20,12 @@ import subprocess
 import sys
 
 
-def run_ours(bench, repetitions):
-    env = dict(os.environ, OMP_WAIT_POLICY="passive")
+def run_ours(bench, repetitions, wait_policy):
+    env = dict(os.environ)
+    if wait_policy:
+        env["OMP_WAIT_POLICY"] = wait_policy
+    else:
+        env.pop("OMP_WAIT_POLICY", None)
     out = subprocess.run(
         [bench, "--benchmark_format=json", f"--benchmark_repetitions={repetitions}"],
         env=env, check=True, capture_output=True, text=True).stdout
@@ -50,13 +54,15 @@ def main():
     ap.add_argument("--peer", required=True, help="torch_gpt2.py")
     ap.add_argument("--python", default="/usr/bin/python3", help="the Python that has torch")
     ap.add_argument("--repetitions", type=int, default=3)
+    ap.add_argument("--wait-policy", default="passive",
+                    help="OMP_WAIT_POLICY for llmblocks (passive, active, or '' for OpenMP's default)")
     args = ap.parse_args()
 
-    ours = run_ours(args.bench, args.repetitions)
+    ours = run_ours(args.bench, args.repetitions, args.wait_policy)
     train = run_peer(args.python, args.peer, ["train", "--threads", "2", "--B", "4", "--T", "64", "--steps", "6"])
     decode = run_peer(args.python, args.peer, ["decode", "--threads", "2", "--prompt", "16", "--new", "128"])
 
-    peak = median(ours["peak/fma"], "GFLOPS")
+    peak = max(r["GFLOPS"] for r in ours["peak/fma"])  # the best run, as bench_model's MFU uses
     step = ours["train_step/gpt2-124M/B4xT64"]
     our_step_s = median(step, "real_time") / 1e3  # real_time is in ms (Unit kMillisecond)
     our_mfu = median(step, "MFU")
@@ -66,7 +72,8 @@ def main():
     peer_decode = decode["decode_tokens_per_s"]
     peer_mfu = our_gflops * our_step_s / peer_step_s / peak  # the same model FLOPs over the peer's time
 
-    print(f"FMA peak (peak/fma, all threads): {peak:.1f} GFLOP/s")
+    print(f"FMA peak (peak/fma, all threads, best run): {peak:.1f} GFLOP/s; "
+          f"llmblocks with OMP_WAIT_POLICY={args.wait_policy or '(unset)'}")
     print(f"{'benchmark':34} {'llmblocks':>12} {'PyTorch':>12} {'ratio':>8}")
     print(f"{'train_step/gpt2-124M/B4xT64 (s)':34} {our_step_s:12.3f} {peer_step_s:12.3f} "
           f"{our_step_s / peer_step_s:8.2f}   (target <= 0.50)")
