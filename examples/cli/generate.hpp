@@ -143,6 +143,7 @@ inline int run_generate(const Args& args, Io& io) {
         [&](const auto& model) { return generate(model, {prompt}, options, on_token); }, m.model);
     start();
     io.out << '\n';
+    io.out.flush();  // the text's last line before the stderr line on a shared terminal
 
     std::ostringstream stats;
     stats << g.new_tokens << " tokens in " << std::fixed << std::setprecision(3)
