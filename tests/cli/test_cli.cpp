@@ -22,6 +22,10 @@
 #define LLMBLOCKS_TEST_DATA_DIR "tests/reference"
 #endif
 
+// Everything of this file in its own namespace: the test build compiles the files that
+// instantiate the whole model stack as one unity group (tests/CMakeLists.txt).
+namespace test_cli {
+
 using namespace llmblocks;
 namespace fs = std::filesystem;
 
@@ -385,3 +389,5 @@ TEST_CASE("cli encode/decode: errors") {
     std::ofstream(dir.path / "merges.txt") << "#version: 0.2\n";
     check_failure(run({"decode", "--model", dir.path.string()}, "0"), 1, "vocab.json");
 }
+
+}  // namespace test_cli

@@ -30,6 +30,10 @@
 #define LLMBLOCKS_TEST_DATA_DIR "tests/reference"
 #endif
 
+// Everything of this file in its own namespace: the test build compiles the files that
+// instantiate the whole model stack as one unity group (tests/CMakeLists.txt).
+namespace test_cli_generate {
+
 using namespace llmblocks;
 namespace fs = std::filesystem;
 
@@ -276,3 +280,5 @@ TEST_CASE("cli generate: errors exit 2 naming the option, or 1 naming the proble
     for (const char* option : {"--prompt", "--tokens", "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed", "--eos"})
         CHECK(contains(help.out, option));
 }
+
+}  // namespace test_cli_generate

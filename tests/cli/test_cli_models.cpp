@@ -27,6 +27,10 @@
 #define LLMBLOCKS_TEST_DATA_DIR "tests/reference"
 #endif
 
+// Everything of this file in its own namespace: the test build compiles the files that
+// instantiate the whole model stack as one unity group (tests/CMakeLists.txt).
+namespace test_cli_models {
+
 using namespace llmblocks;
 namespace fs = std::filesystem;
 
@@ -352,3 +356,5 @@ TEST_CASE("cli models: error paths exit non-zero with one line naming the proble
     CHECK_FALSE(fs::exists(gout));
     CHECK_FALSE(fs::exists(out));
 }
+
+}  // namespace test_cli_models

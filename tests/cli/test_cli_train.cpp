@@ -28,6 +28,10 @@
 #include "llmblocks/train/data.hpp"
 #include "support/temp_dir.hpp"
 
+// Everything of this file in its own namespace: the test build compiles the files that
+// instantiate the whole model stack as one unity group (tests/CMakeLists.txt).
+namespace test_cli_train {
+
 using namespace llmblocks;
 namespace fs = std::filesystem;
 using llmblocks::testing::TempDir;
@@ -278,3 +282,5 @@ TEST_CASE("cli train: errors name the file or flag") {
     CHECK(cli::run_cli({"train", "--help"}, in, help, err) == 0);
     CHECK(help.str().find("--grad-accum K") != std::string::npos);
 }
+
+}  // namespace test_cli_train

@@ -20,6 +20,10 @@
 
 #include "llmblocks/infer.hpp"
 
+// Everything of this file in its own namespace: the test build compiles the files that
+// instantiate the whole model stack as one unity group (tests/CMakeLists.txt).
+namespace test_generate {
+
 using namespace llmblocks;
 
 namespace {
@@ -484,3 +488,5 @@ TEST_CASE("generate: errors name the prompt and the lengths") {
     CHECK(none.tokens[0].empty());
     CHECK(none.tokens_per_second() == 0);
 }
+
+}  // namespace test_generate

@@ -32,6 +32,10 @@
 #include "llmblocks/train.hpp"
 #include "support/temp_dir.hpp"
 
+// Everything of this file in its own namespace: the test build compiles the files that
+// instantiate the whole model stack as one unity group (tests/CMakeLists.txt).
+namespace test_training {
+
 using namespace llmblocks;
 using llmblocks::testing::TempDir;
 
@@ -314,3 +318,5 @@ TEST_CASE("training checkpoint: mismatches are refused by file and tensor, and c
     save_checkpoint(tmp / "model.safetensors", schema);
     CHECK_THROWS_WITH_AS(load_training_checkpoint(tmp.path, schema, opt), doctest::Contains("has no \"step\""), Error);
 }
+
+}  // namespace test_training
