@@ -17,8 +17,10 @@
 
 #include <Eigen/Core>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #if defined(_OPENMP)
@@ -50,7 +52,7 @@ struct Problem {
     bool trans_b;
     llmblocks::AlignedBuffer<float> a, b, c;
 
-    Problem(index_t m, index_t k, index_t n, bool tb) : M(m), K(k), N(n), trans_b(tb), a(m * k), b(k * n), c(m * n) {
+    Problem(index_t m, index_t k, index_t n) : M(m), K(k), N(n), trans_b(false), a(m * k), b(k * n), c(m * n) {
         llmblocks::Rng rng(42);
         for (index_t i = 0; i < m * k; ++i) a.data()[i] = static_cast<float>(rng.uniform() - 0.5);
         for (index_t i = 0; i < k * n; ++i) b.data()[i] = static_cast<float>(rng.uniform() - 0.5);
@@ -59,15 +61,16 @@ struct Problem {
     index_t ldb() const { return trans_b ? K : N; }
 };
 
-// The operands of the current shape, kept while the benchmarks of that shape
-// run (the LM head's B alone is 154 MB and takes a while to fill).
+// The operands of every shape, made once and kept for the whole run, so that
+// repetitions can be interleaved (--benchmark_enable_random_interleaving)
+// without refilling the LM head's 154 MB B each time. NN and NT of a shape
+// share them (B holds K*N floats either way); about 0.5 GB in all.
 Problem& problem(index_t M, index_t K, index_t N, bool trans_b) {
-    static std::unique_ptr<Problem> current;
-    if (!current || current->M != M || current->K != K || current->N != N || current->trans_b != trans_b) {
-        current.reset();
-        current = std::make_unique<Problem>(M, K, N, trans_b);
-    }
-    return *current;
+    static std::map<std::tuple<index_t, index_t, index_t>, std::unique_ptr<Problem>> problems;
+    std::unique_ptr<Problem>& p = problems[{M, K, N}];
+    if (!p) p = std::make_unique<Problem>(M, K, N);
+    p->trans_b = trans_b;
+    return *p;
 }
 
 void set_counters(benchmark::State& state, const Problem& p) {

@@ -199,7 +199,7 @@ TEST_CASE("gemm: products large enough to be threaded and cross every cache bloc
     Rng rng(99);
     const MNK shapes[] = {{40, 700, 100},    // split by columns
                           {520, 60, 100},    // tall: split by rows
-                          {520, 300, 100},   // crosses MC = 256 on each thread
+                          {520, 300, 100},   // crosses MC = 256 (packed A) on each thread
                           {97, 1000, 770},   // crosses KC = 768
                           {600, 20, 5000}};  // the packed-A cap (2^20 elements) shrinks MC to 208
     for (const MNK& s : shapes) {
@@ -231,27 +231,33 @@ TEST_CASE("gemm: the same result on one thread, two threads and inside a paralle
 }
 
 // Wide products are cut into column slabs (about 192 columns and up) that the
-// threads take from a shared counter, per block of MC rows; the threads pack
-// op(A) together into one shared buffer (520 x 100: 3 row blocks), or each
-// its own block, repacked per slab when it exceeds 4 MiB (13 x 40000 doubles).
+// threads take from a shared counter, per block of MC rows. A non-transposed
+// A is read in place (MC up to 2048 rows: 2100 x 2200 has two row blocks); a
+// transposed one is packed, by the threads together into one shared buffer
+// (520 x 100: 3 row blocks of 256), or by each thread, repacked per slab when
+// its block exceeds 4 MiB (13 x 40000 doubles).
 template <class T>
 void check_slabs_case(index_t M, index_t N, index_t K, Rng& rng) {
     const auto A = random_vector<T>(M * K, rng);
     const auto B = random_vector<T>(K * N, rng);
-    std::vector<T> c1(static_cast<std::size_t>(M * N)), c2(c1.size());
     const int original = get_num_threads();
-    set_num_threads(1);
-    gemm<T>(false, true, M, N, K, T(1), A.data(), K, B.data(), K, T(0), c1.data(), N);
-    set_num_threads(2);
-    gemm<T>(false, true, M, N, K, T(1), A.data(), K, B.data(), K, T(0), c2.data(), N);
-    CHECK_MESSAGE(c1 == c2, "M=", M, " N=", N, " K=", K);
-    check_gemm_case<T>(false, false, M, N, K, T(0.5), T(2), 1, rng);
+    for (bool trans_a : {false, true}) {
+        std::vector<T> c1(static_cast<std::size_t>(M * N)), c2(c1.size());
+        const index_t lda = trans_a ? M : K;
+        set_num_threads(1);
+        gemm<T>(trans_a, true, M, N, K, T(1), A.data(), lda, B.data(), K, T(0), c1.data(), N);
+        set_num_threads(2);
+        gemm<T>(trans_a, true, M, N, K, T(1), A.data(), lda, B.data(), K, T(0), c2.data(), N);
+        CHECK_MESSAGE(c1 == c2, "trans_a=", trans_a, " M=", M, " N=", N, " K=", K);
+        check_gemm_case<T>(trans_a, false, M, N, K, T(0.5), T(2), 1, rng);
+    }
     set_num_threads(original);
 }
 
 TEST_CASE("gemm: column slabs shared by the threads, several row blocks, packed A kept or repacked") {
     Rng rng(17);
-    check_slabs_case<float>(520, 1000, 100, rng);   // 3 row blocks x 6 slabs, A kept per row block
+    check_slabs_case<float>(520, 1000, 100, rng);   // 3 row blocks x 6 slabs when A is packed
+    check_slabs_case<float>(2100, 2200, 20, rng);   // A read in place: 2 row blocks
     check_slabs_case<double>(13, 200, 40000, rng);  // 13 x 40000 doubles > 4 MiB: A repacked per slab
 }
 

@@ -15,13 +15,15 @@
 // Each has a `_reference` version with the same signature: the plain loops
 // that define the result, which the tests compare the fast path against.
 //
-// The fast path (gemm_microkernel.hpp) packs the operands into cache-sized
-// panels and runs a register-blocked FMA micro-kernel (Goto & van de Geijn
-// 2008; BLIS). For wide C the threads take column slabs of C from an atomic
-// counter (a thread the OS parks holds the call up by one slab at most, not by
-// its whole share); they pack op(A) together, once per call, into one shared
-// buffer, and each packs the B panels of its slabs into thread-local scratch
-// kept between calls; tall, narrow C is split by rows. One-row products
+// The fast path (gemm_microkernel.hpp) packs op(B), and op(A) when A is
+// transposed, into cache-sized panels and runs a register-blocked FMA
+// micro-kernel (Goto & van de Geijn 2008; BLIS); a non-transposed A (x·W and
+// x·Wᵀ, every forward product) is read in place. For wide C the threads take
+// column slabs of C from an atomic counter (a thread the OS parks holds the
+// call up by one slab at most, not by its whole share); a transposed A they
+// pack together, once per call, into one shared buffer, and each packs the B
+// panels of its slabs into thread-local scratch kept between calls; tall,
+// narrow C is split by rows. One-row products
 // (M == 1, and N == 1 by symmetry) are bound by the bandwidth of reading the
 // weight once, so they go to the streaming GEMV kernels instead, whose chunks
 // of W the threads also take from an atomic counter.
@@ -330,7 +332,8 @@ inline constexpr index_t kMaxCachedA = (index_t(4) << 20) / static_cast<index_t>
 // Wide C (N >= M): for each block of MC rows, the columns are cut into slabs
 // of whole panel groups that the threads take from a shared atomic counter,
 // so a thread the scheduler parks holds the call up by at most the slab it is
-// on: the other one takes the remaining slabs. The MC x K blocks of op(A) are
+// on: the other one takes the remaining slabs. A non-transposed A is read in
+// place. A transposed one is packed: its MC x K blocks are
 // packed once per call, by the threads together, into a shared buffer (when
 // each fits kMaxCachedA and all of them kMaxSharedA; otherwise each thread
 // packs its own copy, kept across its slabs or, beyond kMaxCachedA, repacked
@@ -347,9 +350,10 @@ inline void gemm_threaded(bool trans_a, bool trans_b, index_t M, index_t N, inde
     const index_t max_threads = std::max<index_t>(1, M * N * K / kMinWorkPerThread);
     const int threads = static_cast<int>(std::min<index_t>(threads_wanted, max_threads));
     if (N >= M || row_tiles < threads) {
-        const Blocking b = product_blocking<T, MR>(M, K, blk);
+        const Blocking b = product_blocking<T, MR>(M, K, blk, trans_a);
         const index_t mc_max = (std::min(b.mc, M) + MR - 1) / MR * MR;
-        const bool cache_a = mc_max * K <= kMaxCachedA<T>;
+        // A non-transposed A is read in place; only a transposed one is packed.
+        const bool cache_a = trans_a && mc_max * K <= kMaxCachedA<T>;
         const index_t slab = threads <= 1 ? N
                                           : std::max(kGroup, ((N + threads * kSlabsPerThread - 1) /
                                                               (threads * kSlabsPerThread) + kGroup - 1) /
@@ -363,7 +367,7 @@ inline void gemm_threaded(bool trans_a, bool trans_b, index_t M, index_t N, inde
         // all of it: in chunks of kSharedAPanels MR-row panels per block of
         // rows and KC, which they claim through `state` (0: free, 1: being
         // packed, 2: packed) right before the first slab that needs them.
-        const bool shared_a = cache_a && threads > 1 && row_blocks * mc_max * K <= kMaxSharedA<T>;
+        const bool shared_a = trans_a && cache_a && threads > 1 && row_blocks * mc_max * K <= kMaxSharedA<T>;
         const index_t chunk_rows = kSharedAPanels * MR;
         const index_t a_chunks = (mc_max + chunk_rows - 1) / chunk_rows;
         const index_t k_blocks = (K + b.kc - 1) / b.kc;
@@ -389,7 +393,7 @@ inline void gemm_threaded(bool trans_a, bool trans_b, index_t M, index_t N, inde
             }
         };
         parallel_for(0, threads, 1, [&](index_t, index_t) {
-            T* packed_a = shared_a ? nullptr : scratch<T>(0, mc_max * (cache_a ? K : b.kc));
+            T* packed_a = shared_a || !trans_a ? nullptr : scratch<T>(0, mc_max * (cache_a ? K : b.kc));
             for (index_t rb = 0; rb < row_blocks; ++rb) {
                 const index_t ic = rb * b.mc;
                 const index_t mc = std::min(b.mc, M - ic);
@@ -400,15 +404,30 @@ inline void gemm_threaded(bool trans_a, bool trans_b, index_t M, index_t N, inde
                     const index_t n = std::min(slab, N - j0);
                     for (index_t pc = 0; pc < K; pc += b.kc) {
                         const index_t kc = std::min(b.kc, K - pc);
-                        T* a = cache_a ? packed_a + mc_max * pc : packed_a;
-                        if (shared_a) {
-                            if (!packed) pack_shared(rb, mc, pc, kc);
-                        } else if (!cache_a || !packed) {
-                            pack_a<T, MR>(trans_a, mc, kc, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda, a);
+                        const T* a = A + ic * lda + pc;
+                        if (trans_a) {
+                            T* pa = cache_a ? packed_a + mc_max * pc : packed_a;
+                            if (shared_a) {
+                                if (!packed) pack_shared(rb, mc, pc, kc);
+                            } else if (!cache_a || !packed) {
+                                pack_a<T, MR>(true, mc, kc, A + pc * lda + ic, lda, pa);
+                            }
+                            a = pa;
                         }
                         const T* b_block = trans_b ? B + j0 * ldb + pc : B + pc * ldb + j0;
-                        multiply_packed_a<T, MR, NV>(trans_b, mc, n, kc, alpha, a, b_block, ldb,
-                                                     pc == 0 ? beta : T(1), C + ic * ldc + j0, ldc);
+                        // The B this thread most likely packs next: this slab's
+                        // next KC block, or the first of the slab `threads` on.
+                        gemm_detail::NextBlock<T> next;
+                        if (pc + kc < K) {
+                            next = gemm_detail::b_region(trans_b, trans_b ? B + pc + kc : B + (pc + kc) * ldb, ldb,
+                                                         std::min(b.kc, K - pc - kc), j0, std::min(kGroup, n));
+                        } else if (s + threads < slabs) {
+                            const index_t jn = (s + threads) * slab;
+                            next = gemm_detail::b_region(trans_b, B, ldb, std::min(b.kc, K), jn,
+                                                         std::min(kGroup, N - jn));
+                        }
+                        multiply_packed_a<T, MR, NV>(trans_b, mc, n, kc, alpha, a, trans_a ? 0 : lda, b_block, ldb,
+                                                     pc == 0 ? beta : T(1), C + ic * ldc + j0, ldc, next);
                     }
                     packed = true;
                 }

@@ -5,9 +5,11 @@
 //
 // The design is the one of Goto & van de Geijn, "Anatomy of High-Performance
 // Matrix Multiplication" (2008), as refined by BLIS (Van Zee & van de Geijn,
-// 2015): C += op(A) op(B) is cut into KC-deep rank-KC updates; op(A) is packed
-// into MR-tall row panels and op(B) into NR-wide column panels, so that the
-// micro-kernel reads both with unit stride from cache. The micro-kernel keeps
+// 2015): C += op(A) op(B) is cut into KC-deep rank-KC updates; op(B) is packed
+// into NR-wide column panels and a transposed op(A) into MR-tall row panels,
+// so that the micro-kernel reads both with unit stride from cache. A
+// non-transposed A needs no packing: the micro-kernel broadcasts from its MR
+// rows in place (MR sequential streams; packing it cost ~4% of the time). The micro-kernel keeps
 // an MR x NR tile of C in MR * NV registers (NR = NV * simd::width<T>) and
 // performs, for each k, MR broadcasts of A, NV vector loads of B and MR * NV
 // fused multiply-adds. alpha and beta are applied once, when the tile is
@@ -57,6 +59,46 @@ inline constexpr index_t kPackPrefetchRows = 24;
 // (measured: 4 or 8 steps gain ~8% over none; the panel streams from L2).
 inline constexpr index_t kPrefetchK = 8;
 
+// A block of B, in B's own memory layout (rows `ld` elements apart), that the
+// micro-kernels prefetch into L2 while they work on the block before it, a
+// few cache lines per call, so that the next packing of B reads from L2
+// rather than L3 or memory. Packing B is little work but much traffic (the
+// tile that packs a panel ran 3-4 times slower than the other tiles of that
+// panel); measured on 2 threads, this gained 2-3% on 1024 x 768 x 3072 and
+// was within noise (+-5%) on the other issue-2 shapes.
+template <class T>
+struct NextBlock {
+    const T* data = nullptr;  // first element; nullptr: nothing to prefetch
+    index_t rows = 0;         // rows of B's memory layout
+    index_t row_elems = 0;    // contiguous elements per row
+    index_t ld = 0;           // elements between rows
+};
+
+// Walks the cache lines of a NextBlock, `budget` lines at a time.
+struct PrefetchCursor {
+    const char* row = nullptr;
+    index_t ld_bytes = 0;
+    index_t lines_per_row = 0;
+    index_t col = 0;       // next line in the current row
+    index_t lines_left = 0;
+    index_t budget = 0;    // lines the next micro-kernel call prefetches
+
+    template <class T>
+    static PrefetchCursor over(const NextBlock<T>& next) {
+        PrefetchCursor c;
+        if (next.data == nullptr || next.rows <= 0 || next.row_elems <= 0) return c;
+        const auto first = reinterpret_cast<std::uintptr_t>(next.data);
+        const auto last = first + static_cast<std::uintptr_t>(next.row_elems) * sizeof(T) - 1;
+        c.row = reinterpret_cast<const char*>(first & ~std::uintptr_t(63));
+        c.ld_bytes = next.ld * static_cast<index_t>(sizeof(T));
+        c.lines_per_row = static_cast<index_t>((last >> 6) - (first >> 6) + 1);
+        c.lines_left = next.rows * c.lines_per_row;
+        return c;
+    }
+    // Spreads the lines evenly over `calls` micro-kernel calls.
+    void spread_over(index_t calls) { budget = calls > 0 ? (lines_left + calls - 1) / calls : lines_left; }
+};
+
 template <class T>
 struct TileShape {
     static constexpr index_t register_bytes = simd::width<T> * static_cast<index_t>(sizeof(T));
@@ -74,7 +116,7 @@ struct TileShape {
 // Cache blocks measured on a Xeon with AVX-512 (48 KiB L1d, 2 MiB L2 per core),
 // single-threaded, interleaved runs over the issue-2 shapes: KC = 768 floats
 // (a whole GPT-2 d_model; the 768 x 64 B panel sits in L2, the 6 x 768 A panel
-// in L1) and MC = 256 rows (the 256 x 768 packed A block in L2) were best;
+// in L1) and MC = 256 rows (a packed 256 x 768 A block in L2) were best;
 // KC 512..1024 and MC 256..512 were within noise (+-2%), MC = 128 lost 8%.
 template <class T>
 inline Blocking default_blocking() {
@@ -278,9 +320,13 @@ inline void pack_b(bool trans_b, index_t kc, index_t nc, const T* B, index_t ldb
 // rows themselves (row k at b + k * ldb) and the kernel packs the panel into
 // b_packed as it goes: the first tile of each panel packs it, the loads and
 // stores hiding behind its FMAs, and saves a separate packing pass over B.
-template <class T, int R, int MR, int NV, bool kPackB = false>
+// pf (optional, full panels without kPackB) names lines of the next block of
+// B to prefetch into L2, one per k step, up to pf->budget of them.
+// With kDirectA, a is not packed: row r of the tile is op(A)'s row at
+// a + r * lda, read in place (a non-transposed A has its rows contiguous in k).
+template <class T, int R, int MR, int NV, bool kPackB = false, bool kDirectA = false>
 inline void micro_kernel(index_t kc, const T* a, const T* b, T* C, index_t ldc, index_t n, T alpha, T beta,
-                         index_t ldb = 0, T* b_packed = nullptr) {
+                         index_t ldb = 0, T* b_packed = nullptr, PrefetchCursor* pf = nullptr, index_t lda = 0) {
     using Batch = simd::batch<T>;
     constexpr index_t W = simd::width<T>;
     constexpr index_t NR = NV * W;
@@ -293,8 +339,16 @@ inline void micro_kernel(index_t kc, const T* a, const T* b, T* C, index_t ldc, 
     static_for<R>([&](auto r) { static_for<NV>([&](auto v) { acc[r][v] = Batch(T(0)); }); });
 #if defined(__GNUC__)
     static_for<R>([&](auto r) { static_for<kLines>([&](auto l) { __builtin_prefetch(C + r * ldc + l * kLine, 1); }); });
+    const char* pf_row = nullptr;
+    index_t pf_col = 0, pf_lines = 0, pf_count = 0;
+    if (pf != nullptr) {
+        pf_row = pf->row;
+        pf_col = pf->col;
+        pf_lines = pf->lines_per_row;
+        pf_count = std::min(pf->budget, pf->lines_left);
+    }
 #endif
-    for (index_t k = 0; k < kc; ++k, a += MR) {
+    for (index_t k = 0; k < kc; ++k, a += kDirectA ? 1 : MR) {
         Batch bv[NV];
         if constexpr (kPackB) {
 #if defined(__GNUC__)
@@ -311,15 +365,30 @@ inline void micro_kernel(index_t kc, const T* a, const T* b, T* C, index_t ldc, 
         } else {
 #if defined(__GNUC__)
             static_for<kLines>([&](auto l) { __builtin_prefetch(b + kPrefetchK * NR + l * kLine); });
+            if (k < pf_count) {
+                __builtin_prefetch(pf_row + pf_col * 64, 0, 2);
+                if (++pf_col == pf_lines) {
+                    pf_col = 0;
+                    pf_row += pf->ld_bytes;
+                }
+            }
 #endif
             static_for<NV>([&](auto v) { bv[v] = Batch::load_aligned(b + v * W); });
             b += NR;
         }
         static_for<R>([&](auto r) {
-            const Batch ar(a[r]);
+            const Batch ar(kDirectA ? a[r * lda] : a[r]);
             static_for<NV>([&](auto v) { acc[r][v] = xsimd::fma(ar, bv[v], acc[r][v]); });
         });
     }
+#if defined(__GNUC__)
+    if (pf != nullptr) {
+        const index_t done = std::min(pf_count, kc);
+        pf->row = pf_row;
+        pf->col = pf_col;
+        pf->lines_left -= done;
+    }
+#endif
     const Batch va(alpha);
     if (n == NR) {
         if (beta == T(0)) {
@@ -351,35 +420,51 @@ inline void micro_kernel(index_t kc, const T* a, const T* b, T* C, index_t ldc, 
 }
 
 // Dispatches an m-row tile (1 <= m <= MR) to the micro-kernel instantiated for m rows.
-template <class T, int MR, int NV, bool kPackB = false>
+template <class T, int MR, int NV, bool kPackB = false, bool kDirectA = false>
 inline void run_tile(index_t m, index_t kc, const T* a, const T* b, T* C, index_t ldc, index_t n, T alpha, T beta,
-                     index_t ldb = 0, T* b_packed = nullptr) {
+                     index_t ldb = 0, T* b_packed = nullptr, PrefetchCursor* pf = nullptr, index_t lda = 0) {
     if (m == MR) {
-        micro_kernel<T, MR, MR, NV, kPackB>(kc, a, b, C, ldc, n, alpha, beta, ldb, b_packed);
+        micro_kernel<T, MR, MR, NV, kPackB, kDirectA>(kc, a, b, C, ldc, n, alpha, beta, ldb, b_packed, pf, lda);
         return;
     }
     static_for<MR - 1>([&](auto r) {
         if (m == decltype(r)::value + 1) {
-            micro_kernel<T, decltype(r)::value + 1, MR, NV, kPackB>(kc, a, b, C, ldc, n, alpha, beta, ldb, b_packed);
+            micro_kernel<T, decltype(r)::value + 1, MR, NV, kPackB, kDirectA>(kc, a, b, C, ldc, n, alpha, beta, ldb,
+                                                                             b_packed, nullptr, lda);
         }
     });
 }
 
+// The part of B's memory that holds op(B)[0:kc, j0:j0+nc] (B points at
+// op(B)'s element (0, 0)).
+template <class T>
+inline NextBlock<T> b_region(bool trans_b, const T* B, index_t ldb, index_t kc, index_t j0, index_t nc) {
+    return trans_b ? NextBlock<T>{B + j0 * ldb, nc, kc, ldb} : NextBlock<T>{B + j0, kc, nc, ldb};
+}
+
 // C[0:mc, 0:n] = alpha * Ap * op(B)[0:kc, 0:n] + beta * C, where Ap is an
 // already packed mc x kc block of op(A) (pack_a layout). B points at op(B)'s
-// element (0, 0) of this block. Packs op(B) in groups of kPanelGroup * NR
-// columns right before use, so each group is consumed from L1/L2 by all mc rows.
+// element (0, 0) of this block. Packs op(B) in groups of kGroup
+// columns right before use; the tiles of one group run MR rows at a time
+// across the group's panels, so each MR x kc panel of A stays in L1 while the
+// group's B panels stream from L2 (BLIS's order, with the roles of A and B
+// swapped because here A is the broadcast operand).
 // A transposed B is packed by pack_b (W x W transposes); a non-transposed one
 // by the first tile of each full panel (micro_kernel with kPackB), which
 // measured 2-3% faster (single thread) than a separate packing pass.
-template <class T, int MR, int NV>
-inline void multiply_packed_a(bool trans_b, index_t mc, index_t n, index_t kc, T alpha, const T* packed_a,
-                              const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+// While a group is computed, the micro-kernels prefetch the B of the next
+// group into L2, or, after the last group, `next` (the block of B the caller
+// multiplies next, if it knows it).
+template <class T, int MR, int NV, bool kDirectA>
+inline void multiply_block(bool trans_b, index_t mc, index_t n, index_t kc, T alpha, const T* a, index_t lda,
+                           const T* B, index_t ldb, T beta, T* C, index_t ldc, NextBlock<T> next) {
     constexpr index_t NR = NV * simd::width<T>;
-    constexpr index_t kPanelGroup = std::max<index_t>(1, kPanelGroupColumns / NR);
-    T* packed_b = scratch<T>(1, kPanelGroup * NR * kc);
-    for (index_t jg = 0; jg < n; jg += kPanelGroup * NR) {
-        const index_t ng = std::min(kPanelGroup * NR, n - jg);
+    constexpr index_t kGroup = std::max<index_t>(1, kPanelGroupColumns / NR) * NR;
+    T* packed_b = scratch<T>(1, kGroup * kc);
+    const index_t row_tiles = (mc + MR - 1) / MR;
+    for (index_t jg = 0; jg < n; jg += kGroup) {
+        const index_t ng = std::min(kGroup, n - jg);
+        const index_t panels = (ng + NR - 1) / NR;
         // Non-transposed B: the full panels are packed by their first tile
         // (micro_kernel with kPackB), only a partial last panel here.
         const index_t fused = trans_b ? 0 : ng / NR * NR;
@@ -387,37 +472,71 @@ inline void multiply_packed_a(bool trans_b, index_t mc, index_t n, index_t kc, T
             pack_b<T, NV>(trans_b, kc, ng - fused, trans_b ? B + (jg + fused) * ldb : B + jg + fused, ldb,
                           packed_b + fused * kc);
         }
-        for (index_t jr = 0; jr < ng; jr += NR) {
-            const index_t nr = std::min(NR, ng - jr);
-            T* b_panel = packed_b + jr * kc;
-            index_t ir = 0;
-            if (jr < fused) {
-                run_tile<T, MR, NV, true>(std::min<index_t>(MR, mc), kc, packed_a, B + jg + jr, C + jg + jr, ldc,
-                                          nr, alpha, beta, ldb, b_panel);
-                ir = MR;
+        PrefetchCursor pf = PrefetchCursor::over(
+            jg + ng < n ? b_region(trans_b, B, ldb, kc, jg + ng, std::min(kGroup, n - jg - ng)) : next);
+        pf.spread_over(row_tiles * panels - fused / NR);
+        // The first MR rows pack the group's full panels as they go.
+        index_t ir = 0;
+        if (fused > 0) {
+            const index_t m = std::min<index_t>(MR, mc);
+            for (index_t jr = 0; jr < ng; jr += NR) {
+                const index_t nr = std::min(NR, ng - jr);
+                if (jr < fused) {
+                    run_tile<T, MR, NV, true, kDirectA>(m, kc, a, B + jg + jr, C + jg + jr, ldc, nr, alpha, beta,
+                                                        ldb, packed_b + jr * kc, nullptr, lda);
+                } else {
+                    run_tile<T, MR, NV, false, kDirectA>(m, kc, a, packed_b + jr * kc, C + jg + jr, ldc, nr, alpha,
+                                                         beta, 0, nullptr, &pf, lda);
+                }
             }
-            for (; ir < mc; ir += MR) {
-                const index_t m = std::min<index_t>(MR, mc - ir);
-                run_tile<T, MR, NV>(m, kc, packed_a + ir * kc, b_panel, C + ir * ldc + jg + jr, ldc, nr, alpha, beta);
+            ir = MR;
+        }
+        for (; ir < mc; ir += MR) {
+            const index_t m = std::min<index_t>(MR, mc - ir);
+            for (index_t jr = 0; jr < ng; jr += NR) {
+                run_tile<T, MR, NV, false, kDirectA>(m, kc, kDirectA ? a + ir * lda : a + ir * kc,
+                                                     packed_b + jr * kc, C + ir * ldc + jg + jr, ldc,
+                                                     std::min(NR, ng - jr), alpha, beta, 0, nullptr, &pf, lda);
             }
         }
     }
 }
 
+// C[0:mc, 0:n] = alpha * op(A)[0:mc, 0:kc] * op(B)[0:kc, 0:n] + beta * C, with
+// op(A) either packed (lda == 0: a is an mc x kc block in pack_a's layout) or
+// read in place (lda > 0: a non-transposed A, row i at a + i * lda).
+template <class T, int MR, int NV>
+inline void multiply_packed_a(bool trans_b, index_t mc, index_t n, index_t kc, T alpha, const T* a, index_t lda,
+                              const T* B, index_t ldb, T beta, T* C, index_t ldc, NextBlock<T> next = {}) {
+    if (lda > 0) {
+        multiply_block<T, MR, NV, true>(trans_b, mc, n, kc, alpha, a, lda, B, ldb, beta, C, ldc, next);
+    } else {
+        multiply_block<T, MR, NV, false>(trans_b, mc, n, kc, alpha, a, 0, B, ldb, beta, C, ldc, next);
+    }
+}
+
+// A non-transposed A is read in place, not packed, so its block of rows needs
+// no buffer and need not fit L2: each MR-row panel is read once per group of B
+// panels (from L3 if need be: 6 floats per 24 FMAs are a trickle), and every
+// packed group of B serves more rows. MC is then this many times blk.mc
+// (1024 x 768 x 3072 packed its B four times with MC = 256).
+inline constexpr index_t kDirectRows = 8;
+
 // The KC and MC of a product: KC = K cut into equal parts of at most blk.kc;
 // MC = M cut into equal parts of at most blk.mc rows, with a packed A block of
-// at most kMaxPackedA elements.
+// at most kMaxPackedA elements (kDirectRows * blk.mc rows when A is read in place).
 template <class T, int MR>
-inline Blocking product_blocking(index_t M, index_t K, Blocking blk) {
+inline Blocking product_blocking(index_t M, index_t K, Blocking blk, bool trans_a) {
     const index_t KC = balanced_block(K, blk.kc, 1);
+    if (!trans_a) return Blocking{KC, balanced_block(M, kDirectRows * blk.mc, MR)};
     const index_t mc_cap = std::max<index_t>(MR, kMaxPackedA<T> / KC / MR * MR);
     return Blocking{KC, balanced_block(M, std::min(blk.mc, mc_cap), MR)};
 }
 
 // One thread's C (M x N) = alpha * op(A) op(B) + beta * C, with M, N, K > 0.
-// Loop nest: MC rows -> KC depth (pack that MC x KC block of A: it stays in
-// L2) -> groups of kPanelGroup * NR columns (pack that KC-deep group of B) ->
-// NR columns -> MR rows -> micro-kernel. Against the textbook BLIS order (pack
+// Loop nest: MC rows -> KC depth (pack that MC x KC block of a transposed A:
+// it stays in L2) -> groups of kGroup columns (pack that KC-deep
+// group of B) -> MR rows -> NR columns -> micro-kernel. Against the textbook BLIS order (pack
 // a KC x NC block of B, then loop over MC blocks of A) the B panels are packed
 // right before use and consumed from L1/L2 by all MC rows, and KC is large
 // (a whole GPT-2 d_model), so for the 256 x 768 x 50257 LM head the wide C is
@@ -426,15 +545,25 @@ inline Blocking product_blocking(index_t M, index_t K, Blocking blk) {
 template <class T, int MR, int NV>
 inline void gemm_blocked(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
                          index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc, Blocking blk) {
-    const Blocking b = product_blocking<T, MR>(M, K, blk);
-    T* packed_a = scratch<T>(0, (std::min(b.mc, M) + MR - 1) / MR * MR * b.kc);
+    const Blocking b = product_blocking<T, MR>(M, K, blk, trans_a);
+    // A non-transposed A is read in place (see micro_kernel's kDirectA).
+    T* packed_a = trans_a ? scratch<T>(0, (std::min(b.mc, M) + MR - 1) / MR * MR * b.kc) : nullptr;
     for (index_t ic = 0; ic < M; ic += b.mc) {
         const index_t mc = std::min(b.mc, M - ic);
         for (index_t pc = 0; pc < K; pc += b.kc) {
             const index_t kc = std::min(b.kc, K - pc);
-            pack_a<T, MR>(trans_a, mc, kc, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda, packed_a);
-            multiply_packed_a<T, MR, NV>(trans_b, mc, N, kc, alpha, packed_a, trans_b ? B + pc : B + pc * ldb, ldb,
-                                         pc == 0 ? beta : T(1), C + ic * ldc, ldc);
+            if (trans_a) pack_a<T, MR>(true, mc, kc, A + pc * lda + ic, lda, packed_a);
+            // Next: the first group of the next KC block (or, after the last
+            // one, of the first KC block, for the next MC rows).
+            const index_t pn = pc + kc < K ? pc + kc : 0;
+            const index_t kn = std::min(b.kc, K - pn);
+            const NextBlock<T> next =
+                pc + kc < K || ic + b.mc < M
+                    ? b_region(trans_b, trans_b ? B + pn : B + pn * ldb, ldb, kn, 0, std::min(N, kPanelGroupColumns))
+                    : NextBlock<T>{};
+            multiply_packed_a<T, MR, NV>(trans_b, mc, N, kc, alpha, trans_a ? packed_a : A + ic * lda + pc,
+                                         trans_a ? 0 : lda, trans_b ? B + pc : B + pc * ldb, ldb,
+                                         pc == 0 ? beta : T(1), C + ic * ldc, ldc, next);
         }
     }
 }
