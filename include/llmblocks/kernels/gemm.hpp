@@ -404,7 +404,7 @@ inline void gemm_threaded(bool trans_a, bool trans_b, index_t M, index_t N, inde
                     const index_t n = std::min(slab, N - j0);
                     for (index_t pc = 0; pc < K; pc += b.kc) {
                         const index_t kc = std::min(b.kc, K - pc);
-                        const T* a = A + ic * lda + pc;
+                        const T* a = trans_a ? nullptr : A + ic * lda + pc;
                         if (trans_a) {
                             T* pa = cache_a ? packed_a + mc_max * pc : packed_a;
                             if (shared_a) {
