@@ -118,7 +118,7 @@ inline constexpr index_t kMaxSharedA = (index_t(16) << 20) / static_cast<index_t
 // hardware prefetcher sees a few long sequential streams. kRows is 16 with 32
 // vector registers (the 16 broadcasts of x stay in registers), 8 otherwise;
 // leftover rows go 8, then 1, at a time. On 1 x 768 x 50257, where W streams
-// from memory at 42-50 GB/s, 16 rows measured 1.5-2.5% faster than 8 in four
+// from memory at 42-50 GB/s, 16 rows measured 1.4-2.6% faster than 8 in four
 // paired runs of the kernel alone, and within noise in bench_gemm.
 template <class T>
 inline void gemv_rows_kernel(index_t n0, index_t n1, index_t k0, index_t k1, T alpha, const T* x, const T* W,
