@@ -103,20 +103,26 @@ struct PrefetchCursor {
 template <class T>
 struct TileShape {
     static constexpr index_t register_bytes = simd::width<T> * static_cast<index_t>(sizeof(T));
-    // 32 vector registers with AVX-512: a 6 x 4-vector tile uses 24 accumulators,
-    // 4 for B and 1 broadcast (10 loads per 24 FMAs). Measured against 8 x 3,
-    // 12 x 2 and 14 x 2 in interleaved runs: 6 x 4 was 2-3% ahead, the others
-    // within noise of each other. Measured again once the k loop no longer
-    // spilled (see micro_kernel), single thread: 8 x 3 and 14 x 2 within noise
-    // of 6 x 4 at K = 768, 14 x 2 10-30% slower at K = 3072, 12 x 2 slower. 16 registers (AVX2, SSE2): 6 x 2 = 12
+    // 32 vector registers with AVX-512: an 8 x 3-vector tile uses 24
+    // accumulators, 3 for B and 1 broadcast (11 loads per 24 FMAs). Its 8 rows
+    // divide the usual M (256, 1024: no edge tile) and each k step streams
+    // 3 lines of packed B from L2 instead of 4. Against 6 x 4, timed call by
+    // call in alternation (150 pairs, medians of the pairs' ratios), it was
+    // 0.5-2.2% faster on the 256-row issue-2 products with N <= 3072, NN and
+    // NT, on one and two threads, within 0.6% on 1024 x 768 x 3072, and 2-3%
+    // slower on the 256 x 768 x 50257 / NN LM head. KC = 512 instead of 768
+    // was not better with it, nor were groups of 288 columns or prefetching
+    // B 12 k steps ahead. Earlier interleaved runs: 12 x 2
+    // slower, 14 x 2 10-30% slower at K = 3072 (its 14 rows of A, read in place
+    // 12 KB apart, share one L1 set). 16 registers (AVX2, SSE2): 6 x 2 = 12
     // accumulators (4 x 2 without FMA, which needs a temporary).
-    static constexpr int mr = register_bytes >= 64 ? 6 : (register_bytes >= 32 ? 6 : 4);
-    static constexpr int nv = register_bytes >= 64 ? 4 : 2;
+    static constexpr int mr = register_bytes >= 64 ? 8 : (register_bytes >= 32 ? 6 : 4);
+    static constexpr int nv = register_bytes >= 64 ? 3 : 2;
 };
 
 // Cache blocks measured on a Xeon with AVX-512 (48 KiB L1d, 2 MiB L2 per core),
 // single-threaded, interleaved runs over the issue-2 shapes: KC = 768 floats
-// (a whole GPT-2 d_model; the 768 x 64 B panel sits in L2, the 6 x 768 A panel
+// (a whole GPT-2 d_model; the 768 x 48 B panel sits in L2, the 8 x 768 A panel
 // in L1) and MC = 256 rows (a packed 256 x 768 A block in L2) were best;
 // KC 512..1024 and MC 256..512 were within noise (+-2%), MC = 128 lost 8%.
 template <class T>
@@ -204,7 +210,7 @@ inline void pack_a(bool trans_a, index_t mc, index_t kc, const T* A, index_t lda
         // transposes turn W columns of those rows into W rows of L values
         // (row kk holds op(A)[i0 .. i0+L, k0+kk]), each of which is L / MR
         // MR-long runs, one per panel. Vector loads instead of MR strided
-        // scalar reads per k (MR = 6 does not divide W).
+        // scalar reads per k (MR = 6, the AVX2 tile, does not divide W).
         constexpr index_t L = std::lcm(static_cast<index_t>(MR), W);
         constexpr index_t P = L / MR;
         alignas(64) T block[W * L];
