@@ -10,12 +10,16 @@
 // recent Xeons and falls back to its Prescott (SSE3) kernels; run with
 // OPENBLAS_CORETYPE=SkylakeX to compare against its AVX-512 kernels.
 // Names: gemm/<impl>/<M>x<K>x<N>/<NN|NT>; the GFLOPS counter is 2*M*N*K per
-// iteration. bench/gemm_ratios.py turns the JSON output into ratios.
+// iteration. gemm_paired/<M>x<K>x<N>/<NN|NT> times llmblocks and oneDNN call
+// by call in alternation (see run_paired). bench/gemm_ratios.py turns the
+// JSON output into ratios.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 #include <dnnl.h>
 
 #include <Eigen/Core>
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -78,62 +82,105 @@ void set_counters(benchmark::State& state, const Problem& p) {
                                                   benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void run_llmblocks(benchmark::State& state, index_t M, index_t K, index_t N, bool tb) {
-    llmblocks::set_num_threads(threads());
-    Problem& p = problem(M, K, N, tb);
-    for (auto _ : state) {
-        llmblocks::kernels::gemm<float>(false, tb, M, N, K, 1.0f, p.a.data(), K, p.b.data(), p.ldb(), 0.0f,
-                                        p.c.data(), N);
-        benchmark::ClobberMemory();
-    }
-    state.SetLabel(llmblocks::simd::arch_name());
-    set_counters(state, p);
+// One call of each implementation: C = A·op(B) on p. False if the library
+// reported an error.
+bool call_llmblocks(Problem& p) {
+    llmblocks::kernels::gemm<float>(false, p.trans_b, p.M, p.N, p.K, 1.0f, p.a.data(), p.K, p.b.data(), p.ldb(),
+                                    0.0f, p.c.data(), p.N);
+    return true;
 }
 
-void run_openblas(benchmark::State& state, index_t M, index_t K, index_t N, bool tb) {
-    openblas_set_num_threads(threads());
-    Problem& p = problem(M, K, N, tb);
-    for (auto _ : state) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(M),
-                    static_cast<int>(N), static_cast<int>(K), 1.0f, p.a.data(), static_cast<int>(K), p.b.data(),
-                    static_cast<int>(p.ldb()), 0.0f, p.c.data(), static_cast<int>(N));
-        benchmark::ClobberMemory();
-    }
-    set_counters(state, p);
+bool call_openblas(Problem& p) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, p.trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(p.M),
+                static_cast<int>(p.N), static_cast<int>(p.K), 1.0f, p.a.data(), static_cast<int>(p.K), p.b.data(),
+                static_cast<int>(p.ldb()), 0.0f, p.c.data(), static_cast<int>(p.N));
+    return true;
 }
 
 // One row: y = x·W is W (K x N)ᵀ x, y = x·Wᵀ is W (N x K) x.
-void run_openblas_gemv(benchmark::State& state, index_t M, index_t K, index_t N, bool tb) {
-    openblas_set_num_threads(threads());
-    Problem& p = problem(M, K, N, tb);
-    for (auto _ : state) {
-        if (tb) {
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(N), static_cast<int>(K), 1.0f, p.b.data(),
-                        static_cast<int>(K), p.a.data(), 1, 0.0f, p.c.data(), 1);
-        } else {
-            cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(K), static_cast<int>(N), 1.0f, p.b.data(),
-                        static_cast<int>(N), p.a.data(), 1, 0.0f, p.c.data(), 1);
-        }
-        benchmark::ClobberMemory();
+bool call_openblas_gemv(Problem& p) {
+    if (p.trans_b) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(p.N), static_cast<int>(p.K), 1.0f, p.b.data(),
+                    static_cast<int>(p.K), p.a.data(), 1, 0.0f, p.c.data(), 1);
+    } else {
+        cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(p.K), static_cast<int>(p.N), 1.0f, p.b.data(),
+                    static_cast<int>(p.N), p.a.data(), 1, 0.0f, p.c.data(), 1);
     }
-    set_counters(state, p);
+    return true;
 }
 
-void run_onednn(benchmark::State& state, index_t M, index_t K, index_t N, bool tb) {
+bool call_onednn(Problem& p) {
+    return dnnl_sgemm('N', p.trans_b ? 'T' : 'N', p.M, p.N, p.K, 1.0f, p.a.data(), p.K, p.b.data(), p.ldb(), 0.0f,
+                      p.c.data(), p.N) == dnnl_success;
+}
+
+// Every library on threads() threads.
+void set_all_threads() {
+    llmblocks::set_num_threads(threads());
+    openblas_set_num_threads(threads());
 #if defined(_OPENMP)
-    omp_set_num_threads(threads());
+    omp_set_num_threads(threads());  // oneDNN runs on OpenMP
 #endif
+}
+
+template <bool (*Call)(Problem&)>
+void run_impl(benchmark::State& state, index_t M, index_t K, index_t N, bool tb) {
+    set_all_threads();
     Problem& p = problem(M, K, N, tb);
     for (auto _ : state) {
-        const dnnl_status_t status = dnnl_sgemm('N', tb ? 'T' : 'N', M, N, K, 1.0f, p.a.data(), K, p.b.data(),
-                                                p.ldb(), 0.0f, p.c.data(), N);
-        if (status != dnnl_success) {
-            state.SkipWithError("dnnl_sgemm failed");
+        if (!Call(p)) {
+            state.SkipWithError("the library reported an error");
             break;
         }
         benchmark::ClobberMemory();
     }
+    if (Call == call_llmblocks) state.SetLabel(llmblocks::simd::arch_name());
     set_counters(state, p);
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n == 0 ? 0.0 : (n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
+}
+
+// gemm_paired/<M>x<K>x<N>/<NN|NT>: llmblocks and oneDNN called in turn, one
+// call each per iteration, the first of the two alternating, each call timed.
+// A slow spell of the shared machine then falls on calls made within
+// milliseconds of each other, and the ratio is taken call pair by call pair.
+// Counters: llmblocks_GFLOPS and onednn_GFLOPS (from the median time of each
+// one's calls) and vs_onednn, the median over the pairs of oneDNN's time /
+// llmblocks' time (above 1: llmblocks is faster). OpenBLAS is left out: its
+// own threads keep spinning for about 0.1 s after each call (2^28 cycles, its
+// default timeout) and would take a core from whichever library runs next,
+// while llmblocks and oneDNN share one OpenMP thread pool.
+void run_paired(benchmark::State& state, index_t M, index_t K, index_t N, bool tb) {
+    set_all_threads();
+    Problem& p = problem(M, K, N, tb);
+    std::vector<double> seconds[2];
+    bool (*const calls[2])(Problem&) = {call_llmblocks, call_onednn};
+    int first = 0;
+    for (auto _ : state) {
+        for (int i = 0; i < 2; ++i) {
+            const int which = first ^ i;
+            const auto t0 = std::chrono::steady_clock::now();
+            const bool ok = calls[which](p);
+            benchmark::ClobberMemory();
+            seconds[which].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+            if (!ok) {
+                state.SkipWithError("dnnl_sgemm failed");
+                return;
+            }
+        }
+        first ^= 1;
+    }
+    std::vector<double> ratios(seconds[0].size());
+    for (std::size_t i = 0; i < ratios.size(); ++i) ratios[i] = seconds[1][i] / seconds[0][i];
+    const double flop = 2.0 * static_cast<double>(M * N * K);
+    state.counters["llmblocks_GFLOPS"] = 1e-9 * flop / median(seconds[0]);
+    state.counters["onednn_GFLOPS"] = 1e-9 * flop / median(seconds[1]);
+    state.counters["vs_onednn"] = median(ratios);
+    state.SetLabel(llmblocks::simd::arch_name());
 }
 
 void run_eigen(benchmark::State& state, index_t M, index_t K, index_t N, bool tb) {
@@ -167,10 +214,10 @@ int register_all() {
         Fn fn;
         bool one_row_only;
     };
-    const Impl impls[] = {{"llmblocks", run_llmblocks, false},
-                          {"openblas", run_openblas, false},
-                          {"openblas_gemv", run_openblas_gemv, true},
-                          {"onednn", run_onednn, false},
+    const Impl impls[] = {{"llmblocks", run_impl<call_llmblocks>, false},
+                          {"openblas", run_impl<call_openblas>, false},
+                          {"openblas_gemv", run_impl<call_openblas_gemv>, true},
+                          {"onednn", run_impl<call_onednn>, false},
                           {"eigen", run_eigen, false}};
     for (const ShapeMKN& s : kShapes) {
         for (bool tb : {false, true}) {
@@ -185,6 +232,11 @@ int register_all() {
                 // work), which holds up better on a shared, loaded machine.
                 if (threads() > 1) b->UseRealTime();
             }
+            const std::string paired = "gemm_paired/" + std::to_string(s.M) + "x" + std::to_string(s.K) + "x" +
+                                       std::to_string(s.N) + (tb ? "/NT" : "/NN");
+            benchmark::RegisterBenchmark(paired.c_str(), run_paired, s.M, s.K, s.N, tb)
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime();
         }
     }
     return 0;

@@ -13,6 +13,10 @@ median aggregate when the run has repetitions, else the mean over the runs),
 the best of the peers (openblas, openblas_gemv, onednn; eigen is shown but is
 not a peer), and prints llmblocks / best peer. Issue 2's targets: every ratio
 >= 0.9 and the geometric mean >= 1.0.
+
+The gemm_paired benchmarks (--benchmark_filter=gemm_paired/) call llmblocks
+and oneDNN in turn and time each call; their ratios (median over the call
+pairs) are printed in a table of their own, from the same file or another.
 """
 import json
 import math
@@ -44,6 +48,37 @@ def load(path):
     return values
 
 
+def load_paired(path):
+    """gemm_paired/<MxKxN>/<NN|NT> -> (llmblocks GFLOPS, oneDNN GFLOPS, vs_onednn),
+    the median aggregate when the run has repetitions, else the first run."""
+    with open(path) as f:
+        data = json.load(f)
+    paired = {}
+    for b in data["benchmarks"]:
+        parts = b.get("run_name", b["name"]).split("/")
+        if len(parts) < 3 or parts[0] != "gemm_paired" or "vs_onednn" not in b:
+            continue
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+            continue
+        key = (parts[1], parts[2])
+        if b.get("run_type") == "aggregate" or key not in paired:
+            paired[key] = (b["llmblocks_GFLOPS"], b["onednn_GFLOPS"], b["vs_onednn"])
+    return paired
+
+
+def print_paired(paired):
+    cases = sorted(paired, key=lambda c: (shape_order(c[0]), c[1]))
+    print("\npaired, call by call (gemm_paired): llmblocks / oneDNN is the median over the call pairs")
+    print(f"{'shape':<18}  {'llmblocks':>10}  {'onednn':>10}  {'llmblocks / onednn':>18}")
+    for shape, layout in cases:
+        mine, theirs, ratio = paired[(shape, layout)]
+        flag = "  < 0.9" if ratio < 0.9 else ""
+        print(f"{shape + '/' + layout:<18}  {mine:>10.1f}  {theirs:>10.1f}  {ratio:>18.3f}{flag}")
+    ratios = [paired[c][2] for c in cases]
+    geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    print(f"lowest {min(ratios):.3f}, geometric mean {geomean:.3f}")
+
+
 def shape_order(shape):
     m, k, n = (int(x) for x in shape.split("x"))
     return (m == 1, m, k, n)
@@ -56,6 +91,10 @@ def main(argv):
         print(__doc__)
         return 2
     values = load(paths[0])
+    paired = load_paired(paths[0])
+    if paired and not any(i == "llmblocks" for (i, _, _) in values):
+        print_paired(paired)
+        return 0
     cases = sorted({(s, l) for (_, s, l) in values}, key=lambda c: (shape_order(c[0]), c[1]))
     impls = [i for i in SHOWN if any((i, s, l) in values for s, l in cases)]
     ratios = []
@@ -92,6 +131,8 @@ def main(argv):
     ok = worst >= 0.9 and geomean >= 1.0
     print(f"\nmin ratio {worst:.2f} (target >= 0.9), geomean {geomean:.2f} (target >= 1.0): "
           + ("targets met" if ok else "targets NOT met"))
+    if paired:
+        print_paired(paired)
     return 0
 
 
