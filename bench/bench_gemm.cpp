@@ -9,6 +9,10 @@
 // calling thread's CPU time instead of the wall clock). OpenBLAS 0.3.21 does not know
 // recent Xeons and falls back to its Prescott (SSE3) kernels; run with
 // OPENBLAS_CORETYPE=SkylakeX to compare against its AVX-512 kernels.
+// OpenBLAS's threads spin for 2^28 cycles (about 0.1 s) after its last call,
+// unless OPENBLAS_THREAD_TIMEOUT says otherwise; so that they do not take a
+// core from the repetition that runs next, bench_gemm restarts itself once
+// with OPENBLAS_THREAD_TIMEOUT=20 (2^20 cycles, under 1 ms) when it is unset.
 // Names: gemm/<impl>/<M>x<K>x<N>/<NN|NT>; the GFLOPS counter is 2*M*N*K per
 // iteration. gemm_paired/<M>x<K>x<N>/<NN|NT> times llmblocks and oneDNN call
 // by call in alternation (see run_paired). bench/gemm_ratios.py turns the
@@ -18,8 +22,11 @@
 #include <dnnl.h>
 
 #include <Eigen/Core>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -151,9 +158,9 @@ double median(std::vector<double> v) {
 // Counters: llmblocks_GFLOPS and onednn_GFLOPS (from the median time of each
 // one's calls) and vs_onednn, the median over the pairs of oneDNN's time /
 // llmblocks' time (above 1: llmblocks is faster). OpenBLAS is left out: its
-// own threads keep spinning for about 0.1 s after each call (2^28 cycles, its
-// default timeout) and would take a core from whichever library runs next,
-// while llmblocks and oneDNN share one OpenMP thread pool.
+// own threads keep spinning after each call (see main) and would take a core
+// from the library called right after it, while llmblocks and oneDNN share
+// one OpenMP thread pool.
 void run_paired(benchmark::State& state, index_t M, index_t K, index_t N, bool tb) {
     set_all_threads();
     Problem& p = problem(M, K, N, tb);
@@ -246,4 +253,23 @@ const int registered = register_all();
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+    // OpenBLAS reads OPENBLAS_THREAD_TIMEOUT when it is loaded, before main,
+    // so the variable only takes effect in a new process. With the default
+    // timeout, in about 40% of the tries here an OpenMP product run right
+    // after OpenBLAS (llmblocks' or oneDNN's alike) took ~8 ms per call
+    // instead of 0.13 ms for its first ~0.1 s; 2^20 cycles is still far
+    // longer than the gap between two calls of one benchmark, so OpenBLAS's
+    // own figures are unchanged.
+    if (std::getenv("OPENBLAS_THREAD_TIMEOUT") == nullptr) {
+        setenv("OPENBLAS_THREAD_TIMEOUT", "20", 1);
+        execv("/proc/self/exe", argv);
+        std::fprintf(stderr, "bench_gemm: could not restart with OPENBLAS_THREAD_TIMEOUT=20; "
+                             "OpenBLAS's spinning threads may slow the benchmarks that follow it\n");
+    }
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
