@@ -125,7 +125,7 @@ inline constexpr index_t kGemvTile = 16384 / static_cast<index_t>(sizeof(T));
 // from memory at 42-50 GB/s, 16 rows measured 1.4-2.6% faster than 8 in four
 // paired runs of the kernel alone, and within noise in bench_gemm.
 template <class T>
-inline void gemv_rows_kernel(index_t n0, index_t n1, index_t k0, index_t k1, T alpha, const T* x, const T* W,
+LLMBLOCKS_FLATTEN inline void gemv_rows_kernel(index_t n0, index_t n1, index_t k0, index_t k1, T alpha, const T* x, const T* W,
                              index_t ldw, T beta, T* y) {
     using Batch = simd::batch<T>;
     constexpr index_t Wd = simd::width<T>;
@@ -173,7 +173,7 @@ inline void gemv_rows_kernel(index_t n0, index_t n1, index_t k0, index_t k1, T a
 // transpose and width<T> - 1 vector adds (xsimd 8.1's haddp, which would do
 // the same, returns the AVX-512 float lanes out of order).
 template <class T>
-inline void gemv_dots_kernel(index_t n0, index_t n1, index_t K, T alpha, const T* x, const T* W, index_t ldw,
+LLMBLOCKS_FLATTEN inline void gemv_dots_kernel(index_t n0, index_t n1, index_t K, T alpha, const T* x, const T* W, index_t ldw,
                              T beta, T* y) {
     using Batch = simd::batch<T>;
     constexpr index_t Wd = simd::width<T>;

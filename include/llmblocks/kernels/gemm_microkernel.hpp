@@ -202,7 +202,7 @@ inline void transpose_block(const T* src, index_t lds, T* dst, index_t ldd) {
 // holds op(A)[p*MR + r, k] at k*MR + r. Rows past mc are zero.
 // op(A)[i, k] is A[i*lda + k], or A[k*lda + i] when trans_a.
 template <class T, int MR>
-inline void pack_a(bool trans_a, index_t mc, index_t kc, const T* A, index_t lda, T* dst) {
+LLMBLOCKS_FLATTEN inline void pack_a(bool trans_a, index_t mc, index_t kc, const T* A, index_t lda, T* dst) {
     constexpr index_t W = simd::width<T>;
     index_t i0 = 0;
     if (!trans_a) {
@@ -261,7 +261,7 @@ inline void pack_a(bool trans_a, index_t mc, index_t kc, const T* A, index_t lda
 // holds op(B)[k, q*NR + j] at k*NR + j. Columns past nc are zero.
 // op(B)[k, j] is B[k*ldb + j], or B[j*ldb + k] when trans_b.
 template <class T, int NV>
-inline void pack_b(bool trans_b, index_t kc, index_t nc, const T* B, index_t ldb, T* dst) {
+LLMBLOCKS_FLATTEN inline void pack_b(bool trans_b, index_t kc, index_t nc, const T* B, index_t ldb, T* dst) {
     constexpr index_t W = simd::width<T>;
     constexpr index_t NR = NV * W;
     if (!trans_b) {
@@ -334,7 +334,7 @@ inline void pack_b(bool trans_b, index_t kc, index_t nc, const T* B, index_t ldb
 // With kDirectA, a is not packed: row r of the tile is op(A)'s row at
 // a + r * lda, read in place (a non-transposed A has its rows contiguous in k).
 template <class T, int R, int MR, int NV, bool kPackB = false, bool kDirectA = false>
-inline void micro_kernel(index_t kc, const T* a, const T* b, T* C, index_t ldc, index_t n, T alpha, T beta,
+LLMBLOCKS_FLATTEN inline void micro_kernel(index_t kc, const T* a, const T* b, T* C, index_t ldc, index_t n, T alpha, T beta,
                          index_t ldb = 0, T* b_packed = nullptr, PrefetchCursor* pf = nullptr, index_t lda = 0) {
     using Batch = simd::batch<T>;
     constexpr index_t W = simd::width<T>;

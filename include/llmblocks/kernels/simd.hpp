@@ -25,6 +25,19 @@
 #pragma GCC diagnostic pop
 #endif
 
+// Marks a hot kernel whose body must be inlined whole: the register-blocked
+// kernels are written with static_for lambdas and xsimd calls, and their
+// accumulators stay in registers only if every one of those calls is inlined.
+// GCC decides that per translation unit, by budget: in a test program that
+// also called the GEMM micro-kernel directly, it left two of the micro-kernel's
+// lambdas out of line and every product ran 3 times slower. flatten inlines
+// all calls in the body, recursively.
+#if defined(__GNUC__)
+#define LLMBLOCKS_FLATTEN __attribute__((flatten))
+#else
+#define LLMBLOCKS_FLATTEN
+#endif
+
 namespace llmblocks::simd {
 
 using arch = xsimd::default_arch;
