@@ -1,14 +1,16 @@
 #!/usr/bin/python3
 """Ratios of llmblocks' GEMM to the best peer, from bench_gemm's JSON output.
 
-    bench_gemm --benchmark_repetitions=9 --benchmark_enable_random_interleaving=true \
-               --benchmark_min_time=0.2 --benchmark_report_aggregates_only=true \
+    bench_gemm --benchmark_repetitions=30 --benchmark_enable_random_interleaving=true \
+               --benchmark_min_time=0.05 --benchmark_report_aggregates_only=true \
                --benchmark_out=gemm.json --benchmark_out_format=json
     /usr/bin/python3 bench/gemm_ratios.py gemm.json [--markdown]
 
 Random interleaving runs the repetitions of all the benchmarks in a shuffled
 order, so that a slow spell of a shared machine falls on every implementation
-alike instead of on whichever ran then. For each shape/layout it takes the GFLOPS counter of each implementation (the
+alike instead of on whichever ran then; many short repetitions sample those
+spells more evenly than a few long ones. For each shape/layout it takes the
+GFLOPS counter of each implementation (the
 median aggregate when the run has repetitions, else the mean over the runs),
 the best of the peers (openblas, openblas_gemv, onednn; eigen is shown but is
 not a peer), and prints llmblocks / best peer. Issue 2's targets: every ratio
