@@ -10,8 +10,8 @@ Random interleaving runs the repetitions of all the benchmarks in a shuffled
 order, so that a slow spell of a shared machine falls on every implementation
 alike instead of on whichever ran then; many short repetitions sample those
 spells more evenly than a few long ones. For each shape/layout it takes the
-GFLOPS counter of each implementation (the
-median aggregate when the run has repetitions, else the mean over the runs),
+GFLOPS counter of each implementation (the median aggregate when the run has
+repetitions, else the mean over the runs),
 the best of the peers (openblas, openblas_gemv, onednn; eigen is shown but is
 not a peer), and prints llmblocks / best peer. Issue 2's targets: every ratio
 >= 0.9 and the geometric mean >= 1.0.

@@ -334,8 +334,9 @@ LLMBLOCKS_FLATTEN inline void pack_b(bool trans_b, index_t kc, index_t nc, const
 // With kDirectA, a is not packed: row r of the tile is op(A)'s row at
 // a + r * lda, read in place (a non-transposed A has its rows contiguous in k).
 template <class T, int R, int MR, int NV, bool kPackB = false, bool kDirectA = false>
-LLMBLOCKS_FLATTEN inline void micro_kernel(index_t kc, const T* a, const T* b, T* C, index_t ldc, index_t n, T alpha, T beta,
-                         index_t ldb = 0, T* b_packed = nullptr, PrefetchCursor* pf = nullptr, index_t lda = 0) {
+LLMBLOCKS_FLATTEN inline void micro_kernel(index_t kc, const T* a, const T* b, T* C, index_t ldc, index_t n, T alpha,
+                                           T beta, index_t ldb = 0, T* b_packed = nullptr,
+                                           PrefetchCursor* pf = nullptr, index_t lda = 0) {
     using Batch = simd::batch<T>;
     constexpr index_t W = simd::width<T>;
     constexpr index_t NR = NV * W;
